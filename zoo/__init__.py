@@ -1,0 +1,44 @@
+"""adapter-zoo: parameter-efficient fine-tuning as a catalogue.
+
+    >>> import zoo
+    >>> model = zoo.load("sentence-transformers/all-MiniLM-L6-v2", adapter="sst2-lora")   # doctest: +SKIP
+    >>> model.predict(["a gripping, beautifully acted film"])                             # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    AdapterBaseMismatch,
+    AdapterNotFound,
+    BadInput,
+    DataNotFound,
+    EmptyDataset,
+    ModelNotFound,
+    RecipeError,
+    UnknownMethod,
+    UnknownTask,
+    UnsafeAdapter,
+    ZooError,
+)
+from .recipe import FullFineTuning, LastLayers, Recipe, TrainArgs, apply_overrides, load_recipe  # noqa: E402
+
+
+def load(base: str, *, adapter: str, hub=None):
+    """Load the adapter published as ``adapter`` for ``base``; returns an object with ``.predict(inputs)``."""
+    from .loading import load as _load
+
+    return _load(base, adapter=adapter, hub=hub)
+
+
+def train(recipe, **kwargs):
+    """Train a Recipe; see zoo.train.train."""
+    from .train import train as _train
+
+    return _train(recipe, **kwargs)
+
+
+__all__ = [
+    "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "load_recipe", "apply_overrides", "load", "train",
+    "ZooError", "RecipeError", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
+    "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "BadInput",
+]

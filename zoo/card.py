@@ -1,0 +1,63 @@
+"""Model cards: rendered from the Jinja template in model_cards/ out of an adapter's zoo.json.
+
+The YAML front matter follows the Hub's model card metadata (base_model, library_name,
+pipeline_tag, datasets, tags, model-index) so the Hub renders the evaluation results.
+
+Example:
+    >>> from zoo.card import render_card
+    >>> text = render_card(json.load(open("runs/sst2-lora/adapter/zoo.json")))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+import yaml
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss"}
+
+
+def card_metadata(meta: dict) -> dict:
+    """The card's YAML front matter as a dict."""
+    recipe = meta["recipe"]
+    validation = meta["metrics"]["validation"]
+    hub_dataset = {"glue": "nyu-mll/glue", "tweet_eval": "cardiffnlp/tweet_eval"}.get(meta["task"].split("/")[0])
+    metrics = [
+        {"type": key, "value": round(float(validation[key]), 4), "name": f"{METRIC_NAMES[key]} (validation)"}
+        for key in ("accuracy", "macro_f1", "official") if key in validation
+    ]
+    return {
+        "base_model": meta["base_model"],
+        "library_name": "transformers" if meta["method"] == "full" else "peft",
+        "pipeline_tag": "text-classification",
+        "license": "apache-2.0",
+        "datasets": [hub_dataset] if hub_dataset else [],
+        "tags": ["adapter-zoo", meta["task"].replace("/", "-"), meta["method"]],
+        "model-index": [{
+            "name": meta["name"],
+            "results": [{
+                "task": {"type": "text-classification", "name": "Text Classification"},
+                "dataset": {"name": meta["task"], "type": hub_dataset or meta["task"],
+                            "config": meta["task"].split("/")[-1], "split": "validation"},
+                "metrics": metrics,
+            }],
+        }],
+        "zoo": {"name": meta["name"], "task": meta["task"], "method": meta["method"],
+                "trainable_params": meta["efficiency"]["trainable_params"], "seed": recipe["seed"]},
+    }
+
+
+def render_card(meta: dict, template: str = "adapter_card.md.j2") -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["thousands"] = lambda n: f"{int(n):,}"
+    env.filters["pct"] = lambda x: f"{100 * float(x):.2f}"
+    env.filters["mib"] = lambda b: f"{int(b) / 2**20:.1f} MiB"
+    env.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
+    front = yaml.safe_dump(card_metadata(meta), sort_keys=False, allow_unicode=True).strip()
+    return env.get_template(template).render(front_matter=front, m=meta, r=meta["recipe"])

@@ -1,0 +1,124 @@
+"""The `zoo` command: a thin layer over the library (train, eval, push, list)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import ZooError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, publish, find and evaluate parameter-efficient adapters.")
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {type(error).__name__}: {error}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def train(
+    recipe: Path = typer.Argument(..., help="recipe file, e.g. recipes/sst2_lora.py"),
+    set_: List[str] = typer.Option([], "--set", help="override a recipe field: KEY=VALUE, dotted (train.epochs=1)"),
+    output_dir: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
+    push: bool = typer.Option(False, "--push", help="publish the trained adapter to the local hub"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the run folder's last checkpoint"),
+    data_dir: Optional[Path] = typer.Option(None, help="local data mirror (default $ZOO_DATA_DIR, else the Hub)"),
+    progress: bool = typer.Option(True, help="show progress bars"),
+):
+    """Train one adapter from a recipe, evaluate it on validation, and optionally publish it."""
+    from .recipe import apply_overrides, load_recipe
+
+    try:
+        r = apply_overrides(load_recipe(recipe), list(set_) + ([f"data_dir={data_dir}"] if data_dir else []))
+        from .train import train as run
+
+        typer.echo(f"training {r.name}: {r.method_name} on {r.base_model}, task {r.task}", err=True)
+        result = run(r, output_dir=output_dir, resume=resume, progress=progress)
+        m, b, e = result.metrics, result.baseline["majority"], result.efficiency
+        typer.echo(f"validation: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, loss {m['loss']:.4f}"
+                   + (f", official {m['official']:.4f}" if "official" in m else "")
+                   + f" (majority baseline accuracy {b['accuracy']:.4f})")
+        typer.echo(f"trainable {e['trainable_params']:,} / {e['total_params']:,} params "
+                   f"({100 * e['trainable_ratio']:.2f} %), {e['train_seconds']:.1f} s, "
+                   f"{e['train_examples_per_second']:.1f} ex/s, adapter {e['adapter_bytes'] / 2**20:.2f} MiB")
+        typer.echo(f"adapter written to {result.adapter_dir}")
+        if push:
+            from .local_hub import LocalHub
+
+            published = LocalHub().push(result.adapter_dir)
+            typer.echo(f"published {published.name} (revision {published.revision}) to the local hub: {published.path}")
+    except ZooError as e:
+        _fail(e)
+
+
+@app.command()
+def push(folder: Path = typer.Argument(..., help="an adapter folder written by `zoo train`")):
+    """Publish an adapter folder to the local hub."""
+    from .local_hub import LocalHub
+
+    try:
+        published = LocalHub().push(folder)
+        typer.echo(f"published {published.name} (revision {published.revision}) to {published.path}")
+    except ZooError as e:
+        _fail(e)
+
+
+@app.command("list")
+def list_(
+    base: Optional[str] = typer.Option(None, help="only adapters for this base model"),
+    task: Optional[str] = typer.Option(None, help="only this task, e.g. glue/sst2"),
+    method: Optional[str] = typer.Option(None, help="only this method, e.g. lora"),
+):
+    """List the adapters published to the local hub."""
+    from .local_hub import LocalHub
+
+    rows = LocalHub().list(base=base, task=task, method=method)
+    if not rows:
+        typer.echo("no adapters published yet; run `zoo train RECIPE --push`")
+        return
+    typer.echo(f"{'name':28} {'method':14} {'task':28} {'accuracy':>8} {'trainable':>12}  base")
+    for r in rows:
+        acc = r["metrics"]["validation"]["accuracy"]
+        typer.echo(f"{r['name']:28} {r['method']:14} {r['task']:28} {acc:8.4f} {r['efficiency']['trainable_params']:12,}  {r['base_model']}")
+
+
+@app.command("eval")
+def eval_(
+    adapter: str = typer.Argument(..., help="published adapter name, e.g. sst2-lora (or an adapter folder)"),
+    base: Optional[str] = typer.Option(None, help="base model the adapter was published for"),
+    split: str = typer.Option("validation", help="train, validation or test"),
+    data_dir: Optional[Path] = typer.Option(None, help="local data mirror (default $ZOO_DATA_DIR, else the Hub)"),
+    max_samples: Optional[int] = typer.Option(None, help="evaluate on a seeded sample of the split"),
+    as_json: bool = typer.Option(False, "--json", help="end with one JSON line of metrics"),
+):
+    """Evaluate a published adapter on a split of its task's data."""
+    from .loading import evaluate, load, load_folder
+
+    try:
+        if Path(adapter).is_dir():
+            handle = load_folder(adapter, base=base)
+        elif base is None:
+            raise ZooError("--base is required with an adapter name (or pass the adapter's folder)")
+        else:
+            handle = load(base, adapter=adapter)
+        metrics = evaluate(handle, split, data_dir=data_dir, max_samples=max_samples)
+    except ZooError as e:
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            typer.echo(f"{k:10} {v}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

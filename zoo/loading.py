@@ -1,0 +1,112 @@
+"""zoo.load(base, adapter=...) -> a model with .predict(), .labels; and evaluation of a published adapter.
+
+Example:
+    >>> import zoo
+    >>> m = zoo.load("sentence-transformers/all-MiniLM-L6-v2", adapter="sst2-lora")   # doctest: +SKIP
+    >>> m.predict(["a gripping, beautifully acted film"])                             # doctest: +SKIP
+    [{'label': 'positive', 'score': 0.97, 'scores': {'negative': 0.03, 'positive': 0.97}}]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .errors import AdapterBaseMismatch, BadInput
+from .local_hub import LocalHub, read_meta
+from .methods import load_trained
+from .sources import resolve_model
+
+
+class AdapterModel:
+    """One published adapter on its base, ready to predict."""
+
+    def __init__(self, model, tokenizer, meta: dict, path: Path):
+        self.model, self.tokenizer, self.meta, self.path = model, tokenizer, meta, path
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.meta.get("text_fields", ["text"])) == 2
+
+    def __repr__(self):
+        return f"AdapterModel({self.name!r} on {self.meta['base_model']!r}, {self.meta['method']}, labels={self.labels})"
+
+    def _check(self, inputs) -> None:
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise BadInput(f"predict() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
+        for i, item in enumerate(inputs):
+            if self.is_pair:
+                ok = isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item)
+                if not ok:
+                    raise BadInput(f"input {i}: {self.name} is a sentence-pair task; pass (premise, hypothesis) tuples")
+            elif not isinstance(item, str):
+                raise BadInput(f"input {i}: expected a string, got {type(item).__name__}")
+
+    def logits(self, inputs, *, batch_size: int = 32) -> np.ndarray:
+        """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
+        self._check(inputs)
+        if len(inputs) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        order = np.argsort([sum(map(len, x)) if self.is_pair else len(x) for x in inputs], kind="stable")
+        out = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                if self.is_pair:
+                    args = ([inputs[i][0] for i in idx], [inputs[i][1] for i in idx])
+                else:
+                    args = ([inputs[i] for i in idx],)
+                enc = self.tokenizer(*args, truncation=True, max_length=self.meta.get("max_length", 128),
+                                     padding=True, return_tensors="pt").to(device)
+                out[idx] = self.model(**enc).logits.float().cpu().numpy()
+        return out
+
+    def predict(self, inputs, *, batch_size: int = 32) -> list[dict]:
+        """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``."""
+        logits = self.logits(inputs, batch_size=batch_size)
+        probs = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        return [
+            {"label": self.labels[int(row.argmax())], "score": float(row.max()),
+             "scores": {name: float(p) for name, p in zip(self.labels, row)}}
+            for row in probs
+        ]
+
+
+def load_folder(folder: str | Path, *, base: str | None = None) -> AdapterModel:
+    """Load an adapter folder (a training run's output or a hub revision) onto its base model."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    if base is not None and base != meta["base_model"]:
+        raise AdapterBaseMismatch(f"adapter {meta['name']!r} was trained on {meta['base_model']!r}, not {base!r}")
+    model, tokenizer = load_trained(resolve_model(meta["base_model"]), folder, meta)
+    return AdapterModel(model, tokenizer, meta, folder)
+
+
+def load(base: str, *, adapter: str, hub: LocalHub | None = None) -> AdapterModel:
+    """Find ``adapter`` published for ``base`` and load both; see the module docstring."""
+    hub = hub or LocalHub()
+    return load_folder(hub.find(base, adapter), base=base)
+
+
+def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=None, batch_size: int = 64) -> dict:
+    """accuracy, macro_f1, loss, n (and official) of a loaded adapter on one split of its task."""
+    from .metrics import classification_metrics
+    from .tasks import get_task, load_split
+
+    task = get_task(handle.meta["task"])
+    ds = load_split(task, split, data_dir=data_dir, max_samples=max_samples)
+    inputs = list(zip(ds["text"], ds["text_pair"])) if task.is_pair else ds["text"]
+    logits = handle.logits(inputs, batch_size=batch_size)
+    return classification_metrics(logits, np.asarray(ds["label"]), task)

@@ -1,0 +1,161 @@
+"""How each method turns a base model into something to train, and how its result is saved and loaded.
+
+PEFT methods (LoRA, IA3, prompt tuning, P-tuning, prefix tuning) save a plain PEFT adapter
+(``adapter_config.json`` + ``adapter_model.safetensors``, the classification head inside it).
+Full fine-tuning saves a plain transformers model. Last-layers fine-tuning saves only the trained
+tensors (top layers + head) in ``trained_layers.safetensors``, to be laid over the base.
+Everything is safetensors: nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from peft import PeftConfig, PeftModel, TaskType, get_peft_model
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import AdapterBaseMismatch, RecipeError, UnsafeAdapter
+from .recipe import FullFineTuning, LastLayers, method_name
+from .sources import ResolvedModel
+
+PEFT_WEIGHTS = "adapter_model.safetensors"
+LAST_LAYERS_WEIGHTS = "trained_layers.safetensors"
+FULL_WEIGHTS = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=None):
+    """The base model with a fresh classification head for ``labels``; its tokenizer with a pad token."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=base.local_files_only)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base.path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        local_files_only=base.local_files_only,
+        use_safetensors=None if base.source == "hub" else True,
+        **({"dtype": dtype} if dtype is not None else {}),
+    )
+    if tokenizer.pad_token is None:  # decoder-only bases (GPT-2, Llama) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def transformer_layers(model) -> torch.nn.ModuleList:
+    """The stack of transformer blocks: the longest ModuleList in the model (encoder.layer, model.layers, h)."""
+    stacks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not stacks:
+        raise RecipeError(f"{type(model).__name__} has no stack of layers; last-layers fine-tuning cannot apply")
+    return max(stacks, key=len)
+
+
+def head_parameter_names(model) -> list[str]:
+    """Parameters outside the backbone (the classifier), plus the pooler that feeds it (BERT)."""
+    prefix = model.base_model_prefix
+    return [n for n, _ in model.named_parameters() if not n.startswith(prefix + ".") or ".pooler." in n]
+
+
+def prepare_for_training(model, method):
+    """Wrap or unfreeze ``model`` for ``method``; returns the model to hand to the Trainer."""
+    name = method_name(method)
+    if isinstance(method, PeftConfig):
+        if method.task_type is None:
+            method = dataclasses.replace(method, task_type=TaskType.SEQ_CLS)
+        elif str(method.task_type) != TaskType.SEQ_CLS.value:
+            raise RecipeError(f"method.task_type is {method.task_type!r}; classification recipes need SEQ_CLS")
+        try:
+            return get_peft_model(model, method)
+        except ValueError as e:
+            raise RecipeError(f"method ({name}) does not fit {type(model).__name__}: {e}") from None
+    if isinstance(method, FullFineTuning):
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if isinstance(method, LastLayers):
+        layers = transformer_layers(model)
+        if method.num_layers > len(layers):
+            raise RecipeError(f"method.num_layers={method.num_layers} but the base has only {len(layers)} layers")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for layer in layers[len(layers) - method.num_layers:] if method.num_layers else []:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        params = dict(model.named_parameters())
+        for n in head_parameter_names(model):
+            params[n].requires_grad_(True)
+        return model
+    raise RecipeError(f"method {name} has no training setup")  # unreachable: method_name() rejects others
+
+
+def save_trained(model, method, folder: Path, tokenizer) -> str:
+    """Write the trained weights into ``folder``; returns the weights file name."""
+    if isinstance(method, PeftConfig):
+        model.save_pretrained(folder, safe_serialization=True)
+        return PEFT_WEIGHTS
+    if isinstance(method, FullFineTuning):
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        return FULL_WEIGHTS
+    trained = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(trained, str(folder / LAST_LAYERS_WEIGHTS), metadata={"format": "pt", "zoo_method": "last-layers"})
+    return LAST_LAYERS_WEIGHTS
+
+
+def check_safe_folder(folder: Path, weights: str) -> None:
+    """Refuse pickled weights and missing or unreadable safetensors before anything is loaded."""
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if not (folder / weights).is_file():
+        extra = f"; it holds pickled weights ({', '.join(pickles)}), which the zoo never loads" if pickles else ""
+        raise UnsafeAdapter(f"adapter folder {folder} has no {weights}{extra}; re-save it with safetensors")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(folder / weights), framework="pt") as f:
+            list(f.keys())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UnsafeAdapter(f"{folder / weights} is corrupt or truncated ({e}); publish the adapter again") from None
+
+
+def load_trained(base: ResolvedModel, folder: Path, meta: dict, *, dtype=None):
+    """Rebuild the trained model from a published folder (zoo.json read into ``meta``): (model, tokenizer)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    kind, labels = meta["method"], tuple(meta["labels"])
+    if kind == "full":
+        check_safe_folder(folder, FULL_WEIGHTS)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+        if model.config.num_labels != len(labels):
+            raise UnsafeAdapter(f"{folder}: model has {model.config.num_labels} labels, zoo.json lists {len(labels)}")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model.eval(), tokenizer
+    weights = LAST_LAYERS_WEIGHTS if kind == "last-layers" else PEFT_WEIGHTS
+    check_safe_folder(folder, weights)
+    model, tokenizer = load_base_classifier(base, labels, dtype=dtype)
+    if kind == "last-layers":
+        state = load_file(str(folder / weights))
+        own = dict(model.named_parameters())
+        unknown = [k for k in state if k not in own]
+        bad = [k for k in state if k in own and own[k].shape != state[k].shape]
+        if unknown or bad:
+            raise AdapterBaseMismatch(
+                f"{folder}: trained layers do not fit base {base.model_id!r} "
+                f"(unknown tensors {unknown[:3]}, wrong shapes {bad[:3]}); was it trained on {meta.get('base_model')!r}?"
+            )
+        model.load_state_dict(state, strict=False)
+        return model.eval(), tokenizer
+    config = json.loads((folder / "adapter_config.json").read_text())
+    try:
+        model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise AdapterBaseMismatch(f"{folder}: {config.get('peft_type')} adapter does not fit base {base.model_id!r}: {e}") from None
+    return model.eval(), tokenizer

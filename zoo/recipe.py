@@ -1,0 +1,303 @@
+"""Recipes: one plain Python file per task x method, exporting ``recipe = Recipe(...)``.
+
+Example:
+    >>> from zoo.recipe import load_recipe, apply_overrides
+    >>> r = load_recipe("recipes/sst2_lora.py")                      # doctest: +SKIP
+    >>> r = apply_overrides(r, ["train.epochs=1", "method.r=16"])     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib.util
+import json
+import re
+import sys
+import types
+import typing
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from peft import (
+    IA3Config,
+    LoraConfig,
+    PeftConfig,
+    PrefixTuningConfig,
+    PromptEncoderConfig,
+    PromptTuningConfig,
+)
+
+from .errors import RecipeError, UnknownMethod
+
+_KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass
+class FullFineTuning:
+    """Baseline: every weight of the base model and the head is trained (no PEFT)."""
+
+
+@dataclass
+class LastLayers:
+    """Baseline: the classification head plus the top ``num_layers`` transformer layers are trained."""
+
+    num_layers: int = field(default=2, metadata={"help": "how many of the top transformer layers to train"})
+
+    def __post_init__(self):
+        if not isinstance(self.num_layers, int) or self.num_layers < 0:
+            raise RecipeError(f"method.num_layers must be an integer >= 0, got {self.num_layers!r}")
+
+
+# PEFT's own config classes, and the zoo's two non-PEFT baselines, by the method's short name.
+METHODS: dict[str, type] = {
+    "lora": LoraConfig,
+    "ia3": IA3Config,
+    "prompt-tuning": PromptTuningConfig,
+    "p-tuning": PromptEncoderConfig,
+    "prefix-tuning": PrefixTuningConfig,
+    "full": FullFineTuning,
+    "last-layers": LastLayers,
+}
+
+
+def method_name(method: Any) -> str:
+    """The short name of a recipe's method: ``LoraConfig(...)`` -> ``"lora"``."""
+    for name, cls in METHODS.items():
+        if type(method) is cls:
+            return name
+    known = ", ".join(f"{c.__name__} ({n})" for n, c in METHODS.items())
+    raise UnknownMethod(f"unknown method {type(method).__name__}: {method!r:.80}; use one of {known}")
+
+
+@dataclass
+class TrainArgs:
+    """Training settings, passed to transformers' Trainer."""
+
+    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate (linear decay)"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training set"})
+    batch_size: int = field(default=16, metadata={"help": "examples per optimisation step and device"})
+    eval_batch_size: int = field(default=64, metadata={"help": "examples per evaluation batch"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches summed per optimiser step"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "fraction of steps spent warming up"})
+    max_grad_norm: Optional[float] = field(default=1.0, metadata={"help": "gradient clipping norm; None: off"})
+    early_stopping_patience: Optional[int] = field(
+        default=None, metadata={"help": "stop after this many evaluations without improvement; None: off"}
+    )
+    eval_steps: Optional[int] = field(
+        default=None, metadata={"help": "evaluate (and checkpoint) every N steps; None: once per epoch"}
+    )
+    max_length: int = field(default=128, metadata={"help": "tokens per example after truncation"})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "train on a seeded sample; None: all"})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "evaluate on a sample; None: all"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after N optimiser steps; -1: run all epochs"})
+    group_by_length: bool = field(
+        default=True, metadata={"help": "batch examples of similar length together (less padding, faster)"}
+    )
+    logging_steps: int = field(default=50, metadata={"help": "log the loss every N steps"})
+    save_total_limit: int = field(default=1, metadata={"help": "checkpoints kept for --resume"})
+
+    def __post_init__(self):
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.learning_rate <= 0:
+            raise RecipeError(f"train.learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise RecipeError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise RecipeError("train.epochs must be > 0 (or set train.max_steps)")
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise RecipeError(f"train.{name} must be >= 0 or None, got {getattr(self, name)!r}")
+
+
+@dataclass
+class Recipe:
+    """One adapter to train: which base, which task, which method, how."""
+
+    name: str = field(metadata={"help": "the adapter's short name, <task>-<method> in kebab case"})
+    base_model: str = field(metadata={"help": "Hub id (or local folder) of the base model"})
+    task: str = field(metadata={"help": "task id, e.g. glue/sst2 (see zoo.tasks.TASKS)"})
+    method: Any = field(metadata={"help": "a PEFT config (LoraConfig, ...), FullFineTuning() or LastLayers(n)"})
+    train: TrainArgs = field(default_factory=TrainArgs, metadata={"help": "training settings"})
+    seed: int = field(default=42, metadata={"help": "seed for sampling, initialisation and data order"})
+    data_dir: Optional[str] = field(
+        default=None, metadata={"help": "local data mirror folder; None: $ZOO_DATA_DIR, else the Hub"}
+    )
+    description: str = field(default="", metadata={"help": "one line for the card (the recipe's docstring)"})
+
+    def __post_init__(self):
+        from .tasks import get_task  # late: tasks imports datasets
+
+        if not isinstance(self.name, str) or not _KEBAB.match(self.name):
+            raise RecipeError(f"name must be kebab case like 'sst2-lora', got {self.name!r}")
+        method = method_name(self.method)
+        if not self.name.endswith("-" + method):
+            raise RecipeError(f"name {self.name!r} must end with the method, '-{method}' (names are <task>-<method>)")
+        if not isinstance(self.base_model, str) or not self.base_model:
+            raise RecipeError(f"base_model must be a Hub id or a folder, got {self.base_model!r}")
+        get_task(self.task)
+        if not isinstance(self.train, TrainArgs):
+            raise RecipeError(f"train must be TrainArgs(...), got {type(self.train).__name__}")
+
+    @property
+    def method_name(self) -> str:
+        return method_name(self.method)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description of the recipe (PEFT configs as their own to_dict())."""
+        method = self.method.to_dict() if isinstance(self.method, PeftConfig) else dataclasses.asdict(self.method)
+        return {
+            "name": self.name,
+            "base_model": self.base_model,
+            "task": self.task,
+            "method": self.method_name,
+            "method_config": _jsonable(method),
+            "train": dataclasses.asdict(self.train),
+            "seed": self.seed,
+            "data_dir": self.data_dir,
+            "description": self.description,
+        }
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=lambda v: sorted(v) if isinstance(v, (set, frozenset)) else str(v)))
+
+
+def snake_case(name: str) -> str:
+    """Recipe file stem for an adapter name: ``sst2-prompt-tuning`` -> ``sst2_prompt_tuning``."""
+    return name.replace("-", "_")
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Import a recipe file by path and return its ``recipe`` (the file's docstring fills ``description``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} does not exist")
+    module_name = f"_zoo_recipe_{path.stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise RecipeError(f"{path}:{e.lineno}: syntax error in recipe: {e.msg}") from None
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
+    except Exception as e:
+        raise RecipeError(f"{path}: importing the recipe failed: {type(e).__name__}: {e}") from e
+    finally:
+        sys.modules.pop(module_name, None)
+    recipe = getattr(module, "recipe", None)
+    if recipe is None:
+        raise RecipeError(f"{path}: defines no `recipe`; end the file with `recipe = Recipe(...)`")
+    if not isinstance(recipe, Recipe):
+        raise RecipeError(f"{path}: `recipe` is a {type(recipe).__name__}, not a zoo.Recipe")
+    if not recipe.description and module.__doc__:
+        recipe = dataclasses.replace(recipe, description=module.__doc__.strip().splitlines()[0])
+    return recipe
+
+
+def apply_overrides(recipe: Recipe, assignments: list[str]) -> Recipe:
+    """Apply ``KEY=VALUE`` overrides (dotted keys, type-checked) and return a new, re-validated recipe."""
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RecipeError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=1")
+        recipe = _set_path(recipe, key.split("."), raw, key)
+    return recipe
+
+
+def _set_path(obj, parts: list[str], raw: str, key: str):
+    head, rest = parts[0], parts[1:]
+    fields = {f.name: f for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
+    if head not in fields or (not fields[head].init):
+        known = ", ".join(sorted(n for n, f in fields.items() if f.init))
+        raise RecipeError(f"--set {key}: unknown key {head!r} on {type(obj).__name__}; known keys: {known}")
+    if rest:
+        child = getattr(obj, head)
+        if not dataclasses.is_dataclass(child):
+            raise RecipeError(f"--set {key}: {head!r} is a plain value, it has no field {rest[0]!r}")
+        value = _set_path(child, rest, raw, key)
+    else:
+        hint = typing.get_type_hints(type(obj)).get(head, Any)
+        value = _coerce(raw, hint, key)
+    try:
+        return dataclasses.replace(obj, **{head: value})
+    except RecipeError as e:
+        raise RecipeError(f"--set {key}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"--set {key}={raw}: rejected by {type(obj).__name__}: {e}") from None
+
+
+def _coerce(raw: str, hint, key: str):
+    """Parse a command-line string into the field's declared type, or raise naming the key."""
+    text = raw.strip()
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return text
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if type(None) in options and text.lower() in ("none", "null"):
+            return None
+        # Try the most specific types first so "8" becomes 8, not "8", when both are allowed.
+        for option in sorted((o for o in options if o is not type(None)), key=lambda o: o is str):
+            try:
+                return _coerce(text, option, key)
+            except RecipeError:
+                pass
+        raise RecipeError(f"--set {key}={raw!r}: expected {_type_name(hint)}")
+    if origin is Literal:
+        if text in typing.get_args(hint):
+            return text
+        raise RecipeError(f"--set {key}={raw!r}: expected one of {typing.get_args(hint)}")
+    if origin in (list, tuple, set):
+        (item,) = typing.get_args(hint)[:1] or (str,)
+        items = _parse_list(text)
+        if items is None:
+            raise RecipeError(f"--set {key}={raw!r}: expected a list, e.g. a,b or [\"a\",\"b\"]")
+        return [_coerce(str(i), item, key) for i in items]
+    if hint is bool:
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise RecipeError(f"--set {key}={raw!r}: expected true or false")
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise RecipeError(f"--set {key}={raw!r}: expected an integer") from None
+    if hint is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise RecipeError(f"--set {key}={raw!r}: expected a number") from None
+    if hint is str:
+        return text
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(text)
+        except ValueError:
+            raise RecipeError(f"--set {key}={raw!r}: expected one of {[m.value for m in hint]}") from None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        raise RecipeError(f"--set {key}: is a group; set one of its fields, e.g. {key}.<field>=VALUE")
+    raise RecipeError(f"--set {key}: cannot be set from the command line (type {_type_name(hint)}); edit the recipe")
+
+
+def _parse_list(text: str):
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, list) else None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -1,0 +1,236 @@
+"""What a task is: where its data lives (Hub and mirror), its labels, its official metric.
+
+Every task loads into a ``datasets.Dataset`` with columns ``text``, ``text_pair`` (pair tasks only)
+and ``label`` (int). Mirror layout: ../shared/data/README.md.
+
+Example:
+    >>> from zoo.tasks import get_task, load_split
+    >>> task = get_task("glue/sst2"); task.labels
+    ('negative', 'positive')
+    >>> load_split(task, "validation", data_dir="../shared/data").num_rows   # doctest: +SKIP
+    872
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import DataNotFound, EmptyDataset, UnknownTask
+from .sources import DATA_DIR_ENV, data_dir as resolve_data_dir, hub_endpoint, hub_reachable
+
+SPLITS = ("train", "validation", "test")
+CARVE_FRACTION = 0.1  # validation carved from train when a mirror has none
+CARVE_SEED = 1234  # fixed, independent of the recipe's seed, so every run sees the same validation set
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # "glue/sst2"
+    short: str  # "sst2": the <task> part of adapter names
+    hub_dataset: str  # "nyu-mll/glue"
+    hub_config: Optional[str]
+    hub_columns: tuple[str, ...]  # the Hub's text columns, renamed to text / text_pair
+    labels: tuple[str, ...]
+    mirror: Callable[[Path, str], Optional[dict]]  # (mirror root, split) -> columns, or None if absent
+    mirror_folder: str
+    hub_splits: dict = field(default_factory=lambda: {s: s for s in SPLITS})
+    official: Optional[str] = None  # "macro_f1", "f1:<label>", "mean_f1:<label>,<label>"
+    description: str = ""
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.hub_columns) == 2
+
+    @property
+    def pipeline_tag(self) -> str:
+        return "text-classification"
+
+
+def _read_tsv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def _label_ids(values: list[str], labels: tuple[str, ...], path: Path) -> list[int]:
+    out = []
+    for i, v in enumerate(values):
+        v = v.strip()
+        if v.isdigit() and int(v) < len(labels):
+            out.append(int(v))
+        elif v in labels:
+            out.append(labels.index(v))
+        else:
+            raise DataNotFound(f"{path}: row {i + 1} has label {v!r}, expected 0..{len(labels) - 1} or one of {labels}")
+    return out
+
+
+def _glue_reader(files: dict[str, str], columns: tuple[str, ...], labels: tuple[str, ...]):
+    def read(folder: Path, split: str):
+        if split not in files or not (folder / files[split]).is_file():
+            return None
+        path = folder / files[split]
+        rows = _read_tsv(path)
+        missing = [c for c in (*columns, "label") if rows and c not in rows[0]]
+        if missing:
+            raise DataNotFound(f"{path}: missing column(s) {missing}; expected a header with {list(columns) + ['label']}")
+        out = {"text": [r[columns[0]] for r in rows], "label": _label_ids([r["label"] for r in rows], labels, path)}
+        if len(columns) == 2:
+            out["text_pair"] = [r[columns[1]] for r in rows]
+        return out
+
+    return read
+
+
+def _tweeteval_reader(labels: tuple[str, ...], mapping_up: int = 0):
+    prefixes = {"train": "train", "validation": "val", "test": "test"}
+
+    def read(folder: Path, split: str):
+        text, lab = folder / f"{prefixes[split]}_text.txt", folder / f"{prefixes[split]}_labels.txt"
+        if not text.is_file() or not lab.is_file():
+            return None
+        mapping = folder.parents[mapping_up - 1] / "mapping.txt" if mapping_up else folder / "mapping.txt"
+        if mapping.is_file():
+            names = tuple(line.split("\t")[1].strip() for line in mapping.read_text(encoding="utf-8").splitlines() if line.strip())
+            if names != labels:
+                raise DataNotFound(f"{mapping}: labels {names} differ from the task's {labels}")
+        texts = text.read_text(encoding="utf-8").splitlines()
+        ids = _label_ids(lab.read_text(encoding="utf-8").split(), labels, lab)
+        if len(texts) != len(ids):
+            raise DataNotFound(f"{text} has {len(texts)} lines but {lab} has {len(ids)} labels")
+        return {"text": texts, "label": ids}
+
+    return read
+
+
+TASKS: dict[str, Task] = {}
+
+
+def _register(task: Task) -> None:
+    TASKS[task.name] = task
+
+
+_register(Task(
+    name="glue/sst2", short="sst2", hub_dataset="nyu-mll/glue", hub_config="sst2", hub_columns=("sentence",),
+    labels=("negative", "positive"), mirror_folder="sst2",
+    mirror=_glue_reader({"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}, ("sentence",), ("negative", "positive")),
+    description="SST-2 movie-review sentiment (GLUE)",
+))
+_register(Task(
+    name="glue/rte", short="rte", hub_dataset="nyu-mll/glue", hub_config="rte", hub_columns=("sentence1", "sentence2"),
+    labels=("entailment", "not_entailment"), mirror_folder="rte",
+    mirror=_glue_reader({"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}, ("sentence1", "sentence2"), ("entailment", "not_entailment")),
+    description="RTE textual entailment, sentence pairs (GLUE)",
+))
+_register(Task(
+    name="glue/mnli", short="mnli", hub_dataset="nyu-mll/glue", hub_config="mnli", hub_columns=("premise", "hypothesis"),
+    labels=("entailment", "neutral", "contradiction"), mirror_folder="mnli",
+    mirror=_glue_reader({"train": "train.tsv", "validation": "dev_matched.tsv", "test": "test_matched.tsv"}, ("sentence1", "sentence2"), ("entailment", "neutral", "contradiction")),
+    hub_splits={"train": "train", "validation": "validation_matched", "test": "test_matched"},
+    description="MNLI 3-way natural language inference (GLUE), matched validation",
+))
+_TWEETEVAL = {
+    "emotion": (("anger", "joy", "optimism", "sadness"), "macro_f1"),
+    "hate": (("not-hate", "hate"), "macro_f1"),
+    "irony": (("non_irony", "irony"), "f1:irony"),
+    "offensive": (("not-offensive", "offensive"), "macro_f1"),
+    "emoji": (tuple("❤ 😍 😂 💕 🔥 😊 😎 ✨ 💙 😘 📷 🇺🇸 ☀ 💜 😉 💯 😁 🎄 📸 😜".split()), "macro_f1"),
+}
+for _name, (_labels, _official) in _TWEETEVAL.items():
+    _register(Task(
+        name=f"tweet_eval/{_name}", short=f"tweet-{_name}", hub_dataset="cardiffnlp/tweet_eval", hub_config=_name,
+        hub_columns=("text",), labels=_labels, mirror_folder=f"tweeteval/{_name}", mirror=_tweeteval_reader(_labels),
+        official=_official, description=f"TweetEval {_name}",
+    ))
+for _target in ("abortion", "atheism", "climate", "feminist", "hillary"):
+    _labels = ("none", "against", "favor")
+    _register(Task(
+        name=f"tweet_eval/stance_{_target}", short=f"tweet-stance-{_target}", hub_dataset="cardiffnlp/tweet_eval",
+        hub_config=f"stance_{_target}", hub_columns=("text",), labels=_labels,
+        mirror_folder=f"tweeteval/stance/{_target}", mirror=_tweeteval_reader(_labels, mapping_up=1),
+        official="mean_f1:against,favor", description=f"TweetEval stance ({_target})",
+    ))
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name`` (e.g. ``glue/sst2``), or UnknownTask listing the known ones."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise UnknownTask(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+
+
+def _from_columns(columns: dict):
+    import datasets
+
+    return datasets.Dataset.from_dict(columns)
+
+
+def _load_mirror(task: Task, split: str, root: Path):
+    folder = root / task.mirror_folder
+    if not folder.is_dir():
+        raise DataNotFound(
+            f"data set {task.name!r}: no folder {folder} in the data mirror {root}; "
+            f"check {DATA_DIR_ENV} / --data-dir (layout: ../shared/data/README.md)"
+        )
+    if split in ("train", "validation") and task.mirror(folder, "validation") is None:
+        train = task.mirror(folder, "train")
+        if train is not None:  # no validation file: carve one from train, the same for every run
+            kept, held = _carve(train)
+            return kept if split == "train" else held
+    columns = task.mirror(folder, split)
+    if columns is None:
+        hint = " (test splits are withheld from the shared mirror; use --split validation)" if split == "test" else ""
+        raise DataNotFound(f"data set {task.name!r} has no {split!r} split in {folder}{hint}")
+    return columns
+
+
+def _carve(columns: dict) -> tuple[dict, dict]:
+    n = len(columns["label"])
+    order = list(range(n))
+    random.Random(CARVE_SEED).shuffle(order)
+    cut = max(1, int(n * CARVE_FRACTION))
+    held, kept = sorted(order[:cut]), sorted(order[cut:])
+    pick = lambda idx: {k: [v[i] for i in idx] for k, v in columns.items()}  # noqa: E731
+    return pick(kept), pick(held)
+
+
+def _load_hub(task: Task, split: str):
+    import datasets
+
+    if not hub_reachable():
+        raise DataNotFound(
+            f"data set {task.name!r} ({task.hub_dataset}, config {task.hub_config}): the Hub at {hub_endpoint()} "
+            f"cannot be reached and no data mirror is set; set {DATA_DIR_ENV}=/path/to/mirror or pass --data-dir"
+        )
+    try:
+        ds = datasets.load_dataset(task.hub_dataset, task.hub_config, split=task.hub_splits[split])
+    except ValueError as e:
+        raise DataNotFound(f"data set {task.name!r}: split {split!r} not available on the Hub: {e}") from None
+    rename = {task.hub_columns[0]: "text"}
+    if task.is_pair:
+        rename[task.hub_columns[1]] = "text_pair"
+    keep = list(rename) + ["label"]
+    return ds.remove_columns([c for c in ds.column_names if c not in keep]).rename_columns(rename)
+
+
+def load_split(task: Task, split: str, *, data_dir=None, max_samples: Optional[int] = None, seed: int = 42):
+    """Load one split as a Dataset (text, [text_pair], label); sample ``max_samples`` with ``seed``."""
+    if split not in SPLITS:
+        raise DataNotFound(f"unknown split {split!r}; use one of {SPLITS}")
+    root = resolve_data_dir(data_dir)
+    if root is not None and not root.is_dir():
+        raise DataNotFound(f"data mirror {root} does not exist; fix {DATA_DIR_ENV} / --data-dir")
+    ds = _from_columns(_load_mirror(task, split, root)) if root is not None else _load_hub(task, split)
+    if max_samples is not None and max_samples < ds.num_rows:
+        ds = ds.shuffle(seed=seed).select(range(max_samples))
+    if ds.num_rows == 0:
+        where = root / task.mirror_folder if root is not None else task.hub_dataset
+        raise EmptyDataset(f"data set {task.name!r} split {split!r} is empty ({where}, max_samples={max_samples})")
+    bad = [i for i, label in enumerate(ds["label"]) if not 0 <= label < len(task.labels)]
+    if bad:
+        raise DataNotFound(f"data set {task.name!r} split {split!r}: {len(bad)} rows have labels outside 0..{len(task.labels) - 1} (e.g. row {bad[0]}); test labels may be hidden (-1)")
+    return ds
