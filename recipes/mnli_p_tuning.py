@@ -8,6 +8,6 @@ recipe = Recipe(
     base_model="FacebookAI/roberta-large",
     task="glue/mnli",
     # 20 virtual tokens from an MLP encoder of width 128: 1,351,938 trainable weights with the head.
-    method=PromptEncoderConfig(num_virtual_tokens=20, encoder_hidden_size=128),
+    method=PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=20, encoder_hidden_size=128),
     train=TrainArgs(learning_rate=2e-5, epochs=1, batch_size=4, max_train_samples=11_781, max_length=256),
 )

@@ -7,6 +7,6 @@ recipe = Recipe(
     name="sst2-p-tuning",
     base_model="sentence-transformers/all-MiniLM-L6-v2",
     task="glue/sst2",
-    method=PromptEncoderConfig(num_virtual_tokens=20, encoder_hidden_size=128),
+    method=PromptEncoderConfig(task_type="SEQ_CLS", num_virtual_tokens=20, encoder_hidden_size=128),
     train=TrainArgs(learning_rate=1e-3, epochs=2, batch_size=32, warmup_ratio=0.06),
 )

@@ -96,9 +96,8 @@ class LocalHub:
         current = self._entry(base, name) / "current"
         if current.exists():
             return current.resolve()
-        elsewhere = sorted(p.parent.name for p in self.root.glob(f"*/{name}/current")) if self.root.is_dir() else []
-        if elsewhere:
-            bases = [read_meta(self.root / b / name / "current")["base_model"] for b in elsewhere]
+        bases = sorted(e["base_model"] for e in self.list() if e["name"] == name)
+        if bases:
             raise AdapterBaseMismatch(f"adapter {name!r} was trained on {', '.join(map(repr, bases))}, not {base!r}")
         known = [e["name"] for e in self.list(base=base)]
         hint = f"; adapters for this base: {', '.join(known)}" if known else "; train one with `zoo train RECIPE --push`"

@@ -39,6 +39,7 @@ def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
         local_files_only=base.local_files_only,
+        ignore_mismatched_sizes=True,  # a base that ships another head gets a fresh one for these labels
         use_safetensors=None if base.source == "hub" else True,
         **({"dtype": dtype} if dtype is not None else {}),
     )
@@ -69,7 +70,7 @@ def prepare_for_training(model, method):
     if isinstance(method, PeftConfig):
         if method.task_type is None:
             method = dataclasses.replace(method, task_type=TaskType.SEQ_CLS)
-        elif str(method.task_type) != TaskType.SEQ_CLS.value:
+        elif method.task_type != TaskType.SEQ_CLS:  # TaskType is a str enum: "SEQ_CLS" compares equal
             raise RecipeError(f"method.task_type is {method.task_type!r}; classification recipes need SEQ_CLS")
         try:
             return get_peft_model(model, method)

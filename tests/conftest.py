@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny BERT built here (never downloaded), the shared data mirror, small mirrors."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+from pathlib import Path
+
+# Before transformers / peft / huggingface_hub are imported anywhere: the tests never reach a network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("ZOO_DATA_DIR", None)
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("ZOO_TEST_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+RECIPES = sorted((ROOT / "recipes").glob("*.py"))
+
+
+def pytest_configure(config):
+    if not (SHARED_DATA / "sst2" / "train.tsv").is_file():
+        raise pytest.UsageError(f"the shared data mirror is missing at {SHARED_DATA}; set ZOO_TEST_DATA_DIR")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT (hidden 32) with a word-level vocab from SST-2 and RTE text, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = collections.Counter()
+    for path in (SHARED_DATA / "sst2" / "train.tsv", SHARED_DATA / "rte" / "train.tsv"):
+        for line in path.read_text(encoding="utf-8").splitlines()[:3000]:
+            words.update(re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", line.lower()))
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = specials + [w for w, _ in words.most_common(1500)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)  # a bare encoder, as bases are
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnli_mirror(tmp_path_factory) -> Path:
+    """A tiny MNLI-shaped mirror (3 labels) made from RTE sentence pairs, for the roberta-large recipes."""
+    root = tmp_path_factory.mktemp("mnli-mirror")
+    lines = (SHARED_DATA / "rte" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:121]
+    (root / "mnli").mkdir()
+    rows = []
+    for i, line in enumerate(lines):
+        s1, s2 = line.split("\t")[:2]
+        rows.append(f"{s1}\t{s2}\t{i % 3}\t{i}")
+    header = "sentence1\tsentence2\tlabel\tidx"
+    (root / "mnli" / "train.tsv").write_text("\n".join([header, *rows[:90]]) + "\n", encoding="utf-8")
+    (root / "mnli" / "dev_matched.tsv").write_text("\n".join([header, *rows[90:]]) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def zoo_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "zoo-home"
+    monkeypatch.setenv("ZOO_HOME", str(home))
+    return home
+
+
+def quick_overrides(tiny_bert: Path, data_dir: Path, steps: int = 3) -> list[str]:
+    """Overrides that make any shipped recipe train a few steps on the tiny model."""
+    return [
+        f"base_model={tiny_bert}", f"data_dir={data_dir}", f"train.max_steps={steps}",
+        "train.max_train_samples=48", "train.max_eval_samples=24", "train.batch_size=8", "train.eval_batch_size=16",
+        "train.max_length=64", "train.logging_steps=1",
+    ]

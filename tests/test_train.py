@@ -1,0 +1,103 @@
+"""Every shipped recipe trains a few steps on the tiny model: trainable weights move, frozen ones do not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from transformers import TrainerCallback
+
+from tests.conftest import RECIPES, quick_overrides
+from zoo import apply_overrides, load_recipe
+from zoo.train import train
+
+
+class Snapshot(TrainerCallback):
+    """Copies every parameter when training starts, split by whether it is trainable."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_trains_a_few_steps(path, tiny_bert, shared_data, mnli_mirror, tmp_path):
+    recipe = load_recipe(path)
+    data = mnli_mirror if recipe.task == "glue/mnli" else shared_data
+    recipe = apply_overrides(recipe, quick_overrides(tiny_bert, data, steps=4))
+    snap = Snapshot()
+    result = train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(snap,))
+
+    params = dict(result.model.named_parameters())
+    assert snap.trainable, "nothing was trainable"
+    unchanged = [n for n, before in snap.trainable.items() if torch.equal(before, params[n].detach())]
+    assert not unchanged, f"trainable tensors that did not move: {unchanged}"
+    moved = [n for n, before in snap.frozen.items() if not torch.equal(before, params[n].detach())]
+    assert not moved, f"frozen tensors that changed: {moved}"
+    if recipe.method_name != "full":
+        assert snap.frozen, "a parameter-efficient method left nothing frozen"
+    else:
+        assert not snap.frozen
+
+    folder = result.adapter_dir
+    meta = json.loads((folder / "zoo.json").read_text())
+    assert meta["name"] == recipe.name and meta["method"] == recipe.method_name
+    assert meta["efficiency"]["trainable_params"] == result.efficiency["trainable_params"] > 0
+    assert meta["efficiency"]["adapter_bytes"] == (folder / meta["weights"]).stat().st_size
+    assert 0 <= meta["metrics"]["validation"]["accuracy"] <= 1
+    assert (folder / meta["weights"]).is_file()
+    assert not list(folder.glob("*.bin")), "weights must be safetensors only"
+    card = (folder / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["base_model"] == str(tiny_bert)
+    assert front["model-index"][0]["results"][0]["metrics"][0]["value"] == round(meta["metrics"]["validation"]["accuracy"], 4)
+    assert recipe.name in card and f"{meta['efficiency']['trainable_params']:,}" in card
+
+
+def test_last_layers_trains_only_top_layers_and_head(tiny_bert, shared_data, tmp_path):
+    recipe = apply_overrides(load_recipe("recipes/sst2_last_layers.py"),
+                             quick_overrides(tiny_bert, shared_data) + ["method.num_layers=1"])
+    snap = Snapshot()
+    train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(snap,))
+    assert any(".layer.1." in n for n in snap.trainable)
+    assert not any(".layer.0." in n for n in snap.trainable)
+    assert any(n.startswith("classifier.") for n in snap.trainable)
+    assert not any("embeddings" in n for n in snap.trainable)
+
+
+class CrashAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_crash_leaves_no_adapter_and_resume_continues(tiny_bert, shared_data, tmp_path):
+    recipe = apply_overrides(load_recipe("recipes/sst2_lora.py"),
+                             quick_overrides(tiny_bert, shared_data) + ["train.eval_steps=2", "train.max_steps=6"])
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(CrashAt(5),))
+    assert not (tmp_path / "run" / "adapter").exists(), "a crashed run must not leave an adapter behind"
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-4").is_dir()
+
+    resumed = train(recipe, output_dir=tmp_path / "run", progress=False, resume=True)
+    assert resumed.efficiency["steps"] == 6
+    history = json.loads((resumed.adapter_dir / "zoo.json").read_text())["history"]
+    logged = [row["step"] for row in history if "loss" in row]
+    assert logged == [1, 2, 3, 4, 5, 6], "steps 1-4 come from the checkpoint, 5-6 from the resumed run"
+
+    fresh = train(recipe, output_dir=tmp_path / "fresh", progress=False)
+    fresh_history = json.loads((fresh.adapter_dir / "zoo.json").read_text())["history"]
+    assert [r["loss"] for r in fresh_history if "loss" in r][:4] == [r["loss"] for r in history if "loss" in r][:4]
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_bert, shared_data, tmp_path):
+    from zoo import ZooError
+
+    recipe = apply_overrides(load_recipe("recipes/sst2_lora.py"), quick_overrides(tiny_bert, shared_data))
+    with pytest.raises(ZooError, match="no checkpoint"):
+        train(recipe, output_dir=tmp_path / "run", progress=False, resume=True)
