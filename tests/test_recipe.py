@@ -1,0 +1,87 @@
+"""Recipes load by path, follow the naming rule, and take type-checked --set overrides."""
+
+from __future__ import annotations
+
+import pytest
+from peft import LoHaConfig, LoraConfig
+
+from tests.conftest import RECIPES
+from zoo import Recipe, TrainArgs, apply_overrides, load_recipe
+from zoo.errors import RecipeError, UnknownMethod, UnknownTask
+from zoo.recipe import METHODS, snake_case
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_shipped_recipe_is_valid_and_named_after_its_file(path):
+    recipe = load_recipe(path)
+    assert snake_case(recipe.name) == path.stem
+    assert recipe.name.endswith("-" + recipe.method_name)
+    assert recipe.description, "the recipe's docstring becomes its card description"
+
+
+def test_every_method_has_an_sst2_recipe():
+    names = {load_recipe(p).name for p in RECIPES}
+    assert {f"sst2-{m}" for m in METHODS} <= names
+    assert {"rte-lora", "mnli-lora", "mnli-full", "mnli-p-tuning"} <= names
+
+
+def test_mnli_recipes_follow_the_homework_settings():
+    lora, full, ptune = (load_recipe(f"recipes/mnli_{m}.py") for m in ("lora", "full", "p_tuning"))
+    assert lora.base_model == full.base_model == ptune.base_model == "FacebookAI/roberta-large"
+    assert (lora.method.r, lora.method.lora_alpha, lora.method.lora_dropout) == (8, 16, 0.1)
+    assert (full.train.learning_rate, full.train.batch_size) == (2e-5, 4)
+    assert lora.train.learning_rate == 2e-5 and lora.task == "glue/mnli"
+
+
+def test_overrides_are_typed_and_nested():
+    recipe = load_recipe("recipes/sst2_lora.py")
+    out = apply_overrides(recipe, ["train.epochs=1", "train.max_train_samples=2000", "method.r=4",
+                                   "method.target_modules=query,value", "seed=7", "train.max_grad_norm=None",
+                                   "train.group_by_length=false"])
+    assert (out.train.epochs, out.train.max_train_samples, out.method.r, out.seed) == (1.0, 2000, 4, 7)
+    assert set(out.method.target_modules) == {"query", "value"}
+    assert out.train.max_grad_norm is None and out.train.group_by_length is False
+    assert recipe.train.epochs == 1 and recipe.method.r == 16, "the original recipe is untouched"
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.epochz=1", "unknown key 'epochz'"),
+    ("nope=1", "unknown key 'nope'"),
+    ("train.epochs=abc", "train.epochs='abc': expected a number"),
+    ("method.r=1.5", "method.r='1.5': expected an integer"),
+    ("train.group_by_length=maybe", "expected true or false"),
+    ("train.batch_size=0", "train.batch_size must be >= 1"),
+    ("name=Bad Name", "kebab case"),
+    ("task=glue/nope", "unknown task 'glue/nope'"),
+    ("train", "expected KEY=VALUE"),
+    ("train=3", "is a group"),
+])
+def test_bad_overrides_name_the_key(assignment, message):
+    with pytest.raises(RecipeError, match=message.replace("(", r"\(")):
+        apply_overrides(load_recipe("recipes/sst2_lora.py"), [assignment])
+
+
+def test_bad_recipe_files(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("from zoo import Recipe\nrecipe = Recipe(name='x'\n")
+    with pytest.raises(RecipeError, match=r"broken.py:\d+: syntax error"):
+        load_recipe(broken)
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(RecipeError, match="defines no `recipe`"):
+        load_recipe(empty)
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "missing.py")
+
+
+def test_unknown_method_and_task():
+    with pytest.raises(UnknownMethod, match="LoHaConfig.*LoraConfig"):
+        Recipe(name="sst2-loha", base_model="x", task="glue/sst2", method=LoHaConfig())
+    with pytest.raises(UnknownMethod, match="str"):
+        Recipe(name="sst2-lora", base_model="x", task="glue/sst2", method="lora")
+    with pytest.raises(UnknownTask, match="known tasks: .*glue/sst2"):
+        Recipe(name="foo-lora", base_model="x", task="foo", method=LoraConfig())
+    with pytest.raises(RecipeError, match="must end with the method"):
+        Recipe(name="sst2-ia3", base_model="x", task="glue/sst2", method=LoraConfig())
+    with pytest.raises(RecipeError, match="warmup_ratio"):
+        TrainArgs(warmup_ratio=1.5)
