@@ -7,6 +7,11 @@
 
 __version__ = "0.1.0"
 
+import warnings  # noqa: E402
+
+# PEFT still calls a transformers API deprecated in 5.x; the warning is theirs to fix, not the user's.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
 from .errors import (  # noqa: E402
     AdapterBaseMismatch,
     AdapterNotFound,

@@ -95,6 +95,7 @@ def eval_(
     data_dir: Optional[Path] = typer.Option(None, help="local data mirror (default $ZOO_DATA_DIR, else the Hub)"),
     max_samples: Optional[int] = typer.Option(None, help="evaluate on a seeded sample of the split"),
     as_json: bool = typer.Option(False, "--json", help="end with one JSON line of metrics"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
 ):
     """Evaluate a published adapter on a split of its task's data."""
     from .loading import evaluate, load, load_folder
@@ -106,7 +107,7 @@ def eval_(
             raise ZooError("--base is required with an adapter name (or pass the adapter's folder)")
         else:
             handle = load(base, adapter=adapter)
-        metrics = evaluate(handle, split, data_dir=data_dir, max_samples=max_samples)
+        metrics = evaluate(handle, split, data_dir=data_dir, max_samples=max_samples, progress=progress)
     except ZooError as e:
         _fail(e)
     if as_json:

@@ -53,7 +53,7 @@ class AdapterModel:
             elif not isinstance(item, str):
                 raise BadInput(f"input {i}: expected a string, got {type(item).__name__}")
 
-    def logits(self, inputs, *, batch_size: int = 32) -> np.ndarray:
+    def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
         self._check(inputs)
         if len(inputs) == 0:
@@ -61,8 +61,10 @@ class AdapterModel:
         order = np.argsort([sum(map(len, x)) if self.is_pair else len(x) for x in inputs], kind="stable")
         out = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
         device = next(self.model.parameters()).device
+        from tqdm.auto import tqdm
+
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
+            for start in tqdm(range(0, len(order), batch_size), desc=f"{self.name}", disable=not progress):
                 idx = order[start:start + batch_size]
                 if self.is_pair:
                     args = ([inputs[i][0] for i in idx], [inputs[i][1] for i in idx])
@@ -100,7 +102,8 @@ def load(base: str, *, adapter: str, hub: LocalHub | None = None) -> AdapterMode
     return load_folder(hub.find(base, adapter), base=base)
 
 
-def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=None, batch_size: int = 64) -> dict:
+def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=None, batch_size: int = 64,
+             progress: bool = False) -> dict:
     """accuracy, macro_f1, loss, n (and official) of a loaded adapter on one split of its task."""
     from .metrics import classification_metrics
     from .tasks import get_task, load_split
@@ -108,5 +111,5 @@ def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=Non
     task = get_task(handle.meta["task"])
     ds = load_split(task, split, data_dir=data_dir, max_samples=max_samples)
     inputs = list(zip(ds["text"], ds["text_pair"])) if task.is_pair else ds["text"]
-    logits = handle.logits(inputs, batch_size=batch_size)
+    logits = handle.logits(inputs, batch_size=batch_size, progress=progress)
     return classification_metrics(logits, np.asarray(ds["label"]), task)

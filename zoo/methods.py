@@ -31,18 +31,24 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=None):
     """The base model with a fresh classification head for ``labels``; its tokenizer with a pad token."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=base.local_files_only)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base.path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-        local_files_only=base.local_files_only,
-        ignore_mismatched_sizes=True,  # a base that ships another head gets a fresh one for these labels
-        use_safetensors=None if base.source == "hub" else True,
-        **({"dtype": dtype} if dtype is not None else {}),
-    )
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its "classifier newly initialized" report is expected: the head is ours
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base.path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            local_files_only=base.local_files_only,
+            ignore_mismatched_sizes=True,  # a base that ships another head gets a fresh one for these labels
+            use_safetensors=None if base.source == "hub" else True,
+            **({"dtype": dtype} if dtype is not None else {}),
+        )
+    finally:
+        hf_logging.set_verbosity(level)
     if tokenizer.pad_token is None:  # decoder-only bases (GPT-2, Llama) ship without one
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:

