@@ -39,6 +39,8 @@ def train(
 
         typer.echo(f"training {r.name}: {r.method_name} on {r.base_model}, task {r.task}", err=True)
         result = run(r, output_dir=output_dir, resume=resume, progress=progress)
+        if not result.main_process:
+            return
         m, b, e = result.metrics, result.baseline["majority"], result.efficiency
         typer.echo(f"validation: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, loss {m['loss']:.4f}"
                    + (f", official {m['official']:.4f}" if "official" in m else "")

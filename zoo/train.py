@@ -43,6 +43,7 @@ class TrainResult:
     baseline: dict
     efficiency: dict
     model: Any = field(repr=False, default=None)  # the trained model, still in memory
+    main_process: bool = True  # False on the other ranks of a multi-process launch
 
 
 def versions() -> dict:
@@ -243,6 +244,10 @@ def train(
         (folder / "README.md").write_text(render_card(meta))
 
     adapter_dir = output_dir / "adapter"
-    _write_atomically(build, adapter_dir)
-    return TrainResult(adapter_dir=adapter_dir, metrics=metrics, baseline=baseline, efficiency=efficiency, model=trained)
+    main_process = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes
+    if main_process:
+        _write_atomically(build, adapter_dir)
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(adapter_dir=adapter_dir, metrics=metrics, baseline=baseline, efficiency=efficiency,
+                       model=trained, main_process=main_process)
 
