@@ -45,6 +45,12 @@ def test_train_push_eval_list_and_load(tiny_bert, shared_data, tmp_path, env):
     sample = run(["eval", str(tmp_path / "run" / "adapter"), "--max-samples", "24", "--json"], env)
     assert json.loads(sample.stdout.strip().splitlines()[-1])["n"] == 24
 
+    mirror = tmp_path / "mirror-with-test" / "sst2"  # e.g. the withheld test split, held by an evaluator
+    mirror.mkdir(parents=True)
+    (mirror / "test.tsv").write_text("".join((shared_data / "sst2" / "dev.tsv").read_text().splitlines(True)[:41]))
+    test = run(["eval", "sst2-lora", "--base", str(tiny_bert), "--split", "test", "--data-dir", str(mirror.parent), "--json"], env)
+    assert json.loads(test.stdout.strip().splitlines()[-1])["n"] == 40
+
     code = f"import zoo; print(zoo.load({str(tiny_bert)!r}, adapter='sst2-lora').predict(['a gripping film'])[0]['label'])"
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
