@@ -11,6 +11,8 @@ import warnings  # noqa: E402
 
 # PEFT still calls a transformers API deprecated in 5.x; the warning is theirs to fix, not the user's.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+# datasets' Dataset.sort still uses a pyarrow option deprecated in pyarrow 25; same story.
+warnings.filterwarnings("ignore", message=".*null_placement.*", category=FutureWarning)
 
 from .errors import (  # noqa: E402
     AdapterBaseMismatch,
