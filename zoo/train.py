@@ -175,9 +175,11 @@ def train(
 
     metric = "official" if task.official else "accuracy"
 
+    def logits_of(prediction):  # some models return (logits, hidden states, ...)
+        return prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+
     def compute_metrics(prediction):
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        scores = classification_metrics(logits, prediction.label_ids, task)
+        scores = classification_metrics(logits_of(prediction), prediction.label_ids, task)
         scores.pop("n")
         return scores
 
@@ -194,9 +196,8 @@ def train(
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     wall = time.perf_counter() - started
 
-    prediction = trainer.predict(eval_ds)
-    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    metrics = classification_metrics(logits, prediction.label_ids, task)
+    prediction = trainer.predict(eval_ds)  # of the final (or, with early stopping, the best) model
+    metrics = classification_metrics(logits_of(prediction), prediction.label_ids, task)
     baseline = {"majority": majority_baseline(train_raw["label"], eval_raw["label"], task)}
     history = [
         {k: v for k, v in row.items() if k in ("step", "epoch", "loss", "eval_loss", "eval_accuracy")}
