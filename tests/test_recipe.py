@@ -85,3 +85,15 @@ def test_unknown_method_and_task():
         Recipe(name="sst2-ia3", base_model="x", task="glue/sst2", method=LoraConfig())
     with pytest.raises(RecipeError, match="warmup_ratio"):
         TrainArgs(warmup_ratio=1.5)
+
+
+def test_describe_lists_every_settable_key_with_help():
+    from zoo.recipe import describe
+
+    rows = {key: (value, kind, text) for key, value, kind, text in describe(load_recipe("recipes/sst2_lora.py"))}
+    assert rows["train.epochs"] == ("1", "float", "passes over the training set")
+    assert rows["method.r"][:2] == ("16", "int")
+    assert "seed" in rows and "train" not in rows
+    recipe = load_recipe("recipes/sst2_lora.py")
+    for key in ("train.epochs", "train.batch_size", "method.r", "method.lora_dropout", "seed", "train.max_train_samples"):
+        assert apply_overrides(recipe, [f"{key}={rows[key][0]}"]) == recipe, key

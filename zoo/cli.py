@@ -59,6 +59,23 @@ def train(
 
 
 @app.command()
+def recipe(
+    path: Path = typer.Argument(..., help="recipe file, e.g. recipes/sst2_lora.py"),
+    set_: List[str] = typer.Option([], "--set", help="show the recipe with these overrides applied"),
+):
+    """Show every key of a recipe that --set can change, with its value, type and help."""
+    from .recipe import apply_overrides, describe, load_recipe
+
+    try:
+        r = apply_overrides(load_recipe(path), list(set_))
+    except ZooError as e:
+        _fail(e)
+    typer.echo(f"{r.name}: {r.description}")
+    for key, value, kind, text in describe(r):
+        typer.echo(f"  {key:34} = {value[:60]:40} {kind[:28]:28} {text[:70]}")
+
+
+@app.command()
 def push(folder: Path = typer.Argument(..., help="an adapter folder written by `zoo train`")):
     """Publish an adapter folder to the local hub."""
     from .local_hub import LocalHub

@@ -234,6 +234,25 @@ def _set_path(obj, parts: list[str], raw: str, key: str):
         raise RecipeError(f"--set {key}={raw}: rejected by {type(obj).__name__}: {e}") from None
 
 
+def describe(recipe: Recipe) -> list[tuple[str, str, str, str]]:
+    """Every key --set can change: (dotted key, current value, type, help), recipe fields then nested ones."""
+    rows = []
+
+    def walk(obj, prefix):
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            if not f.init:
+                continue
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                rows.append((prefix + f.name, repr(value), _type_name(hints.get(f.name, Any)), f.metadata.get("help", "")))
+
+    walk(recipe, "")
+    return rows
+
+
 def _coerce(raw: str, hint, key: str):
     """Parse a command-line string into the field's declared type, or raise naming the key."""
     text = raw.strip()
@@ -300,4 +319,4 @@ def _parse_list(text: str):
 
 
 def _type_name(hint) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "").replace("NoneType", "None")
