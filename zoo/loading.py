@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .errors import AdapterBaseMismatch, BadInput
 from .local_hub import LocalHub, read_meta
@@ -61,8 +62,6 @@ class AdapterModel:
         order = np.argsort([sum(map(len, x)) if self.is_pair else len(x) for x in inputs], kind="stable")
         out = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
         device = next(self.model.parameters()).device
-        from tqdm.auto import tqdm
-
         with torch.inference_mode():
             for start in tqdm(range(0, len(order), batch_size), desc=f"{self.name}", disable=not progress):
                 idx = order[start:start + batch_size]

@@ -96,10 +96,11 @@ class LocalHub:
         current = self._entry(base, name) / "current"
         if current.exists():
             return current.resolve()
-        bases = sorted(e["base_model"] for e in self.list() if e["name"] == name)
+        published = self.list()  # one pass over the hub serves both messages
+        bases = sorted(e["base_model"] for e in published if e["name"] == name)
         if bases:
             raise AdapterBaseMismatch(f"adapter {name!r} was trained on {', '.join(map(repr, bases))}, not {base!r}")
-        known = [e["name"] for e in self.list(base=base)]
+        known = [e["name"] for e in published if e["base_model"] == base]
         hint = f"; adapters for this base: {', '.join(known)}" if known else "; train one with `zoo train RECIPE --push`"
         raise AdapterNotFound(f"no adapter {name!r} for base {base!r} in the local hub {self.root}{hint}")
 
