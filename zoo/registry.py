@@ -1,0 +1,416 @@
+"""The registry: many adapters of every method and label set on one frozen base, chosen per request.
+
+    >>> import zoo
+    >>> z = zoo.Zoo("sentence-transformers/all-MiniLM-L6-v2")              # doctest: +SKIP
+    >>> z.add("sst2-lora"); z.add("tweet-emotion-ia3"); z.add("rte-prefix-tuning")   # doctest: +SKIP
+    >>> z.predict(["what a film", ("A man sleeps.", "A person rests.")],                    # doctest: +SKIP
+    ...           adapters=["sst2-lora", "rte-prefix-tuning"])
+
+How a mixed request is computed: rows are grouped by what they need from the base (plain rows
+for LoRA, IA3 and last-layers; rows with N prepended virtual tokens for prompt tuning and
+P-tuning; rows with an N-token prefix for prefix tuning), each group is sorted by length and cut
+into batches, and each batch is ONE forward pass of the shared base in which every row gets its
+own adapter's deltas (see ``zoo.routing``). The base's weights are never touched: they are frozen,
+shared by every adapter, and bit-identical before and after.
+
+Memory: adapters stay resident after use. With ``max_adapters`` or ``max_bytes`` the least
+recently used adapter is evicted when the budget is exceeded and reloaded on its next request.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adapters import AdapterWeights, BaseLayout, read_adapter
+from .errors import AdapterNotFound, BadInput, ZooError
+from .local_hub import LocalHub, read_meta
+from .methods import head_parameter_names, load_base_classifier, transformer_layers
+from .routing import Route, RoutedBlock, RoutedHead, RoutedLinear, Segment, routed
+from .sources import resolve_model
+
+HEAD_NAMES = ("classifier", "score")
+
+
+class Zoo:
+    """A frozen base model shared by many adapters; see the module docstring.
+
+    ``hub`` finds adapters by name (the local hub by default). ``max_adapters`` / ``max_bytes``
+    bound the resident adapters (None: unbounded).
+    """
+
+    def __init__(self, base: str, *, hub: LocalHub | None = None, max_adapters: int | None = None,
+                 max_bytes: int | None = None, dtype=None):
+        self.base = base
+        self.hub = hub or LocalHub()
+        self.max_adapters, self.max_bytes = max_adapters, max_bytes
+        resolved = resolve_model(base)
+        model, tokenizer = load_base_classifier(resolved, ("0", "1"), dtype=dtype)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.layout = self._wrap(model, base)
+        self.model = model
+        self._known: dict[str, Path] = {}                       # name -> folder, for reloads after eviction
+        self._resident: OrderedDict[str, AdapterWeights] = OrderedDict()  # LRU order, most recent last
+        self._lock = threading.RLock()
+        self._loading: dict[str, threading.Lock] = {}
+        self.stats = {"loads": 0, "evictions": 0}
+
+    # ----------------------------------------------------------------------------- base wrapping
+    @staticmethod
+    def _wrap(model, base_id: str) -> BaseLayout:
+        """Put routing wrappers around the Linear layers, the top blocks and the head (once)."""
+        config = model.config
+        head_path = next((n for n in HEAD_NAMES if isinstance(getattr(model, n, None), nn.Module)), None)
+        if head_path is None:
+            raise ZooError(f"{type(model).__name__} has no classifier/score head; the registry cannot serve it")
+        head = getattr(model, head_path)
+        head_template = copy.deepcopy(head).to("meta")
+        # Replaceable blocks: each transformer layer, and modules outside the backbone's stack that a
+        # last-layers run trains (the pooler of BERT-like models).
+        layers = transformer_layers(model)
+        block_paths = {}
+        names = {id(m): n for n, m in model.named_modules()}
+        for i, layer in enumerate(layers):
+            block_paths[names[id(layer)]] = layer
+        head_params = {n.rsplit(".", 1)[0] for n in head_parameter_names(model) if not n.startswith(head_path + ".")}
+        for mod_name, module in model.named_modules():
+            if mod_name and any(p == mod_name or p.startswith(mod_name + ".") for p in head_params) \
+                    and mod_name.count(".") == 1 and mod_name not in block_paths:
+                block_paths[mod_name] = module  # e.g. bert.pooler
+        blocks = {path: copy.deepcopy(m).to("meta") for path, m in block_paths.items()}
+        linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith(head_path + ".")
+                   and n != head_path}
+        # Wrap Linears first (inside blocks), then blocks, then the head.
+        for path, linear in linears.items():
+            parent, _, attr = path.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, RoutedLinear(linear, path))
+        for path in blocks:
+            parent, _, attr = path.rpartition(".")
+            owner = model.get_submodule(parent)
+            current = owner[int(attr)] if isinstance(owner, nn.ModuleList) else getattr(owner, attr)
+            wrapped = RoutedBlock(current, path)
+            if isinstance(owner, nn.ModuleList):
+                owner[int(attr)] = wrapped
+            else:
+                setattr(owner, attr, wrapped)
+        setattr(model, head_path, RoutedHead(head_template, head_path))
+        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
+        heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
+        return BaseLayout(linears=linears, blocks=blocks, head_path=head_path, head_template=head_template,
+                          hidden_size=hidden, num_layers=len(layers), num_heads=heads, base_id=base_id)
+
+    # ----------------------------------------------------------------------------- adapters
+    @property
+    def names(self) -> list[str]:
+        """Every adapter added (resident or evicted-and-reloadable), in the order added."""
+        with self._lock:
+            return list(self._known)
+
+    @property
+    def resident(self) -> list[str]:
+        """Adapters in memory now, least recently used first."""
+        with self._lock:
+            return list(self._resident)
+
+    @property
+    def resident_bytes(self) -> int:
+        with self._lock:
+            return sum(a.nbytes for a in self._resident.values())
+
+    def add(self, name: str | None = None, *, folder: str | Path | None = None) -> str:
+        """Load adapter ``name`` from the hub (or an adapter ``folder``) and keep it resident; returns its name."""
+        if folder is None:
+            if not name:
+                raise BadInput("add() needs an adapter name or folder=")
+            folder = self.hub.find(self.base, name)
+        folder = Path(folder)
+        weights = self._read(folder)
+        if name is not None and weights.name != name:
+            raise ZooError(f"{folder} holds adapter {weights.name!r}, not {name!r}")
+        with self._lock:
+            self._known[weights.name] = folder
+            self._resident[weights.name] = weights
+            self._resident.move_to_end(weights.name)
+            self._evict(keep=weights.name)
+        return weights.name
+
+    def remove(self, name: str) -> None:
+        """Forget adapter ``name``; its memory is freed once requests using it finish."""
+        with self._lock:
+            if name not in self._known:
+                raise AdapterNotFound(self._unknown(name))
+            del self._known[name]
+            self._resident.pop(name, None)
+
+    def meta(self, name: str) -> dict:
+        return self._get(name).meta
+
+    def labels(self, name: str) -> list[str]:
+        return list(self._get(name).labels)
+
+    def _read(self, folder: Path) -> AdapterWeights:
+        meta = read_meta(folder)
+        weights = read_adapter(folder, meta, self.layout)
+        self.stats["loads"] += 1
+        return weights
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join(self._known) or "none"
+        return f"no adapter {name!r} in this registry for base {self.base!r} (loaded: {known}); add it with .add({name!r})"
+
+    def _evict(self, keep: str | None = None) -> None:
+        def over():
+            if self.max_adapters is not None and len(self._resident) > self.max_adapters:
+                return True
+            return self.max_bytes is not None and sum(a.nbytes for a in self._resident.values()) > self.max_bytes
+
+        while over():
+            victim = next((n for n in self._resident if n != keep), None)
+            if victim is None:
+                break
+            del self._resident[victim]
+            self.stats["evictions"] += 1
+
+    def _get(self, name: str) -> AdapterWeights:
+        """The resident adapter, reloading it if it was evicted; marks it most recently used."""
+        with self._lock:
+            weights = self._resident.get(name)
+            if weights is not None:
+                self._resident.move_to_end(name)
+                return weights
+            if name not in self._known:
+                raise AdapterNotFound(self._unknown(name))
+            folder = self._known[name]
+            gate = self._loading.setdefault(name, threading.Lock())
+        with gate:  # one reload per adapter, others wait for it
+            with self._lock:
+                weights = self._resident.get(name)
+                if weights is not None:
+                    return weights
+            weights = self._read(folder)
+            with self._lock:
+                if name in self._known:
+                    self._resident[name] = weights
+                    self._evict(keep=name)
+            return weights
+
+    # ----------------------------------------------------------------------------- prediction
+    def _check_inputs(self, inputs, adapters: list[AdapterWeights]) -> None:
+        for i, (item, a) in enumerate(zip(inputs, adapters)):
+            if a.is_pair:
+                ok = isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item)
+                if not ok:
+                    raise BadInput(f"input {i}: {a.name} is a sentence-pair task; pass (premise, hypothesis) tuples")
+            elif not isinstance(item, str):
+                raise BadInput(f"input {i}: {a.name} expects a string, got {type(item).__name__}")
+
+    def logits(self, inputs: Sequence, *, adapter: str | None = None, adapters: Sequence[str] | None = None,
+               batch_size: int = 32) -> list[np.ndarray]:
+        """Raw logits per input (each as long as its adapter's label set)."""
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise BadInput(f"inputs must be a list, got {type(inputs).__name__}; wrap one input in a list")
+        if (adapter is None) == (adapters is None):
+            raise BadInput("pass either adapter=NAME or adapters=[NAME per input]")
+        names = [adapter] * len(inputs) if adapter is not None else list(adapters)
+        if len(names) != len(inputs):
+            raise BadInput(f"{len(inputs)} inputs but {len(names)} adapter names")
+        if batch_size < 1:
+            raise BadInput("batch_size must be at least 1")
+        resolved = {n: self._get(n) for n in dict.fromkeys(names)}  # held for the whole request
+        rows = [resolved[n] for n in names]
+        self._check_inputs(inputs, rows)
+        out: list[np.ndarray | None] = [None] * len(inputs)
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(rows):
+            groups.setdefault(a.group, []).append(i)
+        for group, idx in groups.items():
+            idx.sort(key=lambda i: _length(inputs[i]))
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start:start + batch_size]
+                for i, row in zip(*self._forward(group, chunk, inputs, rows)):
+                    out[i] = row
+        return out  # type: ignore[return-value]
+
+    def predict(self, inputs: Sequence, *, adapter: str | None = None, adapters: Sequence[str] | None = None,
+                batch_size: int = 32) -> list[dict]:
+        """Per input: ``{"label", "score", "scores", "adapter"}``, each input with its own adapter."""
+        logits = self.logits(inputs, adapter=adapter, adapters=adapters, batch_size=batch_size)
+        names = [adapter] * len(logits) if adapter is not None else list(adapters)
+        out = []
+        for name, row in zip(names, logits):
+            labels = self._resident_labels(name)
+            probs = torch.softmax(torch.from_numpy(row), dim=-1).numpy()
+            out.append({"label": labels[int(probs.argmax())], "score": float(probs.max()),
+                        "scores": {lab: float(p) for lab, p in zip(labels, probs)}, "adapter": name})
+        return out
+
+    def _resident_labels(self, name: str) -> tuple[str, ...]:
+        with self._lock:
+            weights = self._resident.get(name)
+        return weights.labels if weights is not None else self._get(name).labels
+
+    def _encode(self, chunk, inputs, rows):
+        """Tokenize each row with its adapter's max_length, then pad the chunk together."""
+        tok = self.tokenizer
+        ids, types = [], []
+        for i in chunk:
+            a, item = rows[i], inputs[i]
+            args = (item[0], item[1]) if a.is_pair else (item,)
+            enc = tok(*args, truncation=True, max_length=a.max_length)
+            ids.append(enc["input_ids"])
+            types.append(enc.get("token_type_ids"))
+        width = max(len(x) for x in ids)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        token_types = torch.zeros((len(ids), width), dtype=torch.long) if types[0] is not None else None
+        left = tok.padding_side == "left"
+        for r, x in enumerate(ids):
+            sl = slice(width - len(x), width) if left else slice(0, len(x))
+            input_ids[r, sl] = torch.tensor(x)
+            mask[r, sl] = 1
+            if token_types is not None:
+                token_types[r, sl] = torch.tensor(types[r])
+        return input_ids, mask, token_types
+
+    def _forward(self, group: tuple, chunk: list[int], inputs, rows):
+        # Order rows by adapter so each adapter's rows are one slice; adapters replacing blocks go last.
+        order: dict[int, list[int]] = OrderedDict()
+        for i in sorted(chunk, key=lambda i: bool(rows[i].blocks)):
+            order.setdefault(id(rows[i]), []).append(i)
+        chunk = [i for members in order.values() for i in members]
+        segments, start = [], 0
+        for members in order.values():
+            segments.append(Segment(rows[members[0]], start, start + len(members)))
+            start += len(members)
+        route = Route(tuple(segments), len(chunk))
+        input_ids, mask, token_types = self._encode(chunk, inputs, rows)
+        kwargs = {"attention_mask": mask}
+        if token_types is not None:
+            kwargs["token_type_ids"] = token_types
+        with torch.inference_mode(), routed(route):
+            if group[0] == "prompt":
+                n = group[1]
+                prompts = torch.cat([s.adapter.prompt.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in segments])
+                embeds = self.model.get_input_embeddings()(input_ids)
+                kwargs["attention_mask"] = torch.cat([torch.ones(len(chunk), n, dtype=mask.dtype), mask], dim=1)
+                if token_types is not None:
+                    kwargs["token_type_ids"] = torch.cat([torch.zeros(len(chunk), n, dtype=torch.long), token_types], 1)
+                logits = self.model(inputs_embeds=torch.cat([prompts.to(embeds.dtype), embeds], dim=1), **kwargs).logits
+            elif group[0] == "prefix":
+                n = group[1]
+                kwargs["attention_mask"] = torch.cat([torch.ones(len(chunk), n, dtype=mask.dtype), mask], dim=1)
+                kwargs["past_key_values"] = self._prefix_cache(segments, n)
+                logits = self.model(input_ids=input_ids, **kwargs).logits
+            else:
+                logits = self.model(input_ids=input_ids, **kwargs).logits
+        logits = logits.float().numpy()
+        return chunk, [logits[r, :len(rows[i].labels)].copy() for r, i in enumerate(chunk)]
+
+    def _prefix_cache(self, segments, n: int):
+        """Per-row past keys/values, laid out as PEFT's prefix tuning lays them out."""
+        from transformers import DynamicCache
+
+        pkv = torch.cat([s.adapter.prefix.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in segments])
+        shape = segments[0].adapter.prefix_shape
+        pkv = pkv.view(pkv.shape[0], n, *shape).permute([2, 0, 3, 1, 4]).split(2)
+        return DynamicCache(pkv)
+
+    # ----------------------------------------------------------------------------- handles
+    def handle(self, name: str) -> "AdapterHandle":
+        """A handle bound to one adapter (added from the hub if needed), with the walking-zoo API."""
+        with self._lock:
+            known = name in self._known
+        if not known:
+            self.add(name)
+        return AdapterHandle(self, name)
+
+    def __repr__(self):
+        return f"Zoo({self.base!r}, adapters={self.names}, resident={len(self._resident)})"
+
+
+def _length(item) -> int:
+    return sum(map(len, item)) if isinstance(item, (tuple, list)) else len(item) if isinstance(item, str) else 0
+
+
+class AdapterHandle:
+    """One adapter of a shared :class:`Zoo`: ``.predict``, ``.logits``, ``.labels`` as ``zoo.load`` returns."""
+
+    def __init__(self, registry: Zoo, name: str):
+        self.zoo, self.name = registry, name
+
+    @property
+    def meta(self) -> dict:
+        return self.zoo.meta(self.name)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.zoo.labels(self.name)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.meta.get("text_fields", ["text"])) == 2
+
+    @property
+    def path(self) -> Path:
+        return self.zoo._known[self.name]
+
+    def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
+        from tqdm.auto import tqdm
+
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise BadInput(f"predict() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
+        n = len(self.labels)
+        if len(inputs) == 0:
+            return np.zeros((0, n), dtype=np.float32)
+        step = max(batch_size * 8, 256) if progress else len(inputs)
+        parts = []
+        for start in tqdm(range(0, len(inputs), step), desc=self.name, disable=not progress):
+            part = list(inputs[start:start + step])
+            parts.extend(self.zoo.logits(part, adapter=self.name, batch_size=batch_size))
+        return np.stack(parts).astype(np.float32)
+
+    def predict(self, inputs, *, batch_size: int = 32) -> list[dict]:
+        """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``."""
+        logits = self.logits(inputs, batch_size=batch_size)
+        labels = self.labels
+        probs = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        return [{"label": labels[int(r.argmax())], "score": float(r.max()),
+                 "scores": {lab: float(p) for lab, p in zip(labels, r)}} for r in probs]
+
+    def __repr__(self):
+        meta = self.meta
+        return f"AdapterHandle({self.name!r} on {meta['base_model']!r}, {meta['method']}, labels={self.labels})"
+
+
+_SHARED: dict[tuple[str, str], Zoo] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(base: str, hub: LocalHub | None = None) -> Zoo:
+    """The process-wide registry for ``base`` (and this hub): one frozen base in memory per base id."""
+    hub = hub or LocalHub()
+    key = (base, str(Path(hub.root).resolve()))
+    with _SHARED_LOCK:
+        registry = _SHARED.get(key)
+        if registry is None:
+            registry = _SHARED[key] = Zoo(base, hub=hub)
+        return registry
+
+
+def clear_shared() -> None:
+    """Drop the process-wide registries (frees their bases once no handle refers to them)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
+

@@ -1,0 +1,190 @@
+"""Per-request routing inside one shared base model: which rows of a batch use which adapter.
+
+The registry wraps the base model's modules once:
+
+- every ``nn.Linear`` becomes a :class:`RoutedLinear` that adds, per row, that row's adapter delta
+  (LoRA ``B A x``, IA3 scaling of the input or the output) on top of the one shared base matmul;
+- every block that a last-layers adapter may replace (the top transformer layers, the pooler)
+  becomes a :class:`RoutedBlock` that sends the rows of such adapters through their own copy;
+- the classification head becomes a :class:`RoutedHead` holding one head per adapter.
+
+Which rows belong to which adapter is not module state: it is a :class:`Route` held in a
+``contextvars.ContextVar`` for the duration of one forward pass. Each thread (and each asyncio
+task) has its own context, so concurrent callers never see each other's routes, and there is no
+global "active adapter". Rows of one forward are ordered by adapter, so each adapter's rows are a
+contiguous slice and its work is a matmul on a view, never a gather.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_ROUTE: contextvars.ContextVar["Route | None"] = contextvars.ContextVar("zoo_route", default=None)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Rows ``start:stop`` of the current batch use ``adapter`` (an ``AdapterWeights``)."""
+
+    adapter: object
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Route:
+    segments: tuple[Segment, ...]
+    rows: int
+
+    def head(self, stop: int) -> "Route":
+        """The route of the first ``stop`` rows (a prefix of whole segments)."""
+        return Route(tuple(s for s in self.segments if s.stop <= stop), stop)
+
+
+@contextlib.contextmanager
+def routed(route: Route):
+    token = _ROUTE.set(route)
+    try:
+        yield
+    finally:
+        _ROUTE.reset(token)
+
+
+def current_route() -> Route | None:
+    return _ROUTE.get()
+
+
+class RoutedLinear(nn.Module):
+    """A frozen ``nn.Linear`` plus the per-row LoRA / IA3 deltas of the adapters in the current route.
+
+    Each adapter keeps its own tensors for this module under ``adapter.linear[self.path]`` as
+    ``("lora", A^T, scale * B^T)`` or ``("ia3", vector, is_feedforward)``.
+    """
+
+    def __init__(self, base: nn.Linear, path: str):
+        super().__init__()
+        self.base = base
+        self.path = path
+        self.in_features, self.out_features = base.in_features, base.out_features
+
+    @property
+    def weight(self):  # code that inspects the base (dtype/device probes) still finds it
+        return self.base.weight
+
+    @property
+    def bias(self):
+        return self.base.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        route = _ROUTE.get()
+        if route is None:
+            return self.base(x)
+        deltas = [(seg, seg.adapter.linear.get(self.path)) for seg in route.segments]
+        deltas = [(seg, d) for seg, d in deltas if d is not None]
+        if not deltas:
+            return self.base(x)
+        feedforward = [(seg, d[1]) for seg, d in deltas if d[0] == "ia3" and d[2]]
+        if feedforward:  # IA3 on a feed-forward layer scales the input, per row
+            x = x.clone()
+            for seg, vec in feedforward:
+                x[seg.start:seg.stop].mul_(vec)
+        y = self.base(x)
+        for seg, d in deltas:
+            if d[0] == "lora":
+                rows = y[seg.start:seg.stop]
+                xs = x[seg.start:seg.stop]
+                flat_x = xs.reshape(-1, xs.shape[-1])
+                flat_y = rows.view(-1, rows.shape[-1])  # y is fresh and contiguous: a view, updated in place
+                flat_y.addmm_(flat_x @ d[1], d[2])
+            elif not d[2]:  # IA3 on an attention projection scales the output
+                y[seg.start:seg.stop].mul_(d[1])
+        return y
+
+
+def _slice_rows(value, start: int, stop: int, rows: int):
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == rows:
+        return value[start:stop]
+    return value
+
+
+class RoutedBlock(nn.Module):
+    """A base block (a transformer layer, the pooler) that last-layers adapters may replace.
+
+    Rows of adapters with their own copy of this block run through it; all other rows run the
+    shared block in one call. The registry orders segments so that replacing adapters come last
+    and the shared rows are one leading slice.
+    """
+
+    def __init__(self, base: nn.Module, path: str):
+        super().__init__()
+        self.base = base
+        self.path = path
+
+    def forward(self, hidden, *args, **kwargs):
+        route = _ROUTE.get()
+        if route is None:
+            return self.base(hidden, *args, **kwargs)
+        own = [(seg, seg.adapter.blocks.get(self.path)) for seg in route.segments]
+        own = [(seg, block) for seg, block in own if block is not None]
+        if not own:
+            return self.base(hidden, *args, **kwargs)
+        if any(isinstance(v, _CACHE_TYPES) for v in (*args, *kwargs.values())):
+            raise RuntimeError("a cached forward cannot mix replaced and shared layers")  # the registry never does this
+        rows = route.rows
+        parts = []
+        shared_stop = own[0][0].start
+        if shared_stop > 0:
+            sub = route.head(shared_stop)
+            a = [_slice_rows(v, 0, shared_stop, rows) for v in args]
+            k = {n: _slice_rows(v, 0, shared_stop, rows) for n, v in kwargs.items()}
+            with routed(sub):
+                parts.append(self.base(hidden[:shared_stop], *a, **k))
+        for seg, block in own:
+            a = [_slice_rows(v, seg.start, seg.stop, rows) for v in args]
+            k = {n: _slice_rows(v, seg.start, seg.stop, rows) for n, v in kwargs.items()}
+            with routed(Route((), seg.stop - seg.start)):  # the adapter's own block has no deltas inside
+                parts.append(block(hidden[seg.start:seg.stop], *a, **k))
+        return _cat_rows(parts)
+
+
+def _cat_rows(parts):
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts, dim=0)
+    if isinstance(first, tuple):
+        return tuple(_cat_rows([p[i] for p in parts]) if isinstance(first[i], torch.Tensor) else first[i]
+                     for i in range(len(first)))
+    raise TypeError(f"cannot join block outputs of type {type(first).__name__}")
+
+
+class RoutedHead(nn.Module):
+    """One classification head per adapter; output padded with zeros to the widest label set."""
+
+    def __init__(self, template: nn.Module, path: str):
+        super().__init__()
+        self.template = [template]  # a list: kept out of the module tree (its weights are not served)
+        self.path = path
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        route = _ROUTE.get()
+        if route is None or not route.segments:
+            raise RuntimeError("the shared base has no head of its own; predict through the registry")
+        outs = [(seg, seg.adapter.head(x[seg.start:seg.stop])) for seg in route.segments]
+        width = max(o.shape[-1] for _, o in outs)
+        y = x.new_zeros((*x.shape[:-1], width))
+        for seg, o in outs:
+            y[seg.start:seg.stop, ..., :o.shape[-1]] = o
+        return y
+
+
+try:  # transformers' cache classes, to refuse splitting a cached forward
+    from transformers.cache_utils import Cache as _Cache
+
+    _CACHE_TYPES: tuple = (_Cache,)
+except ImportError:  # pragma: no cover
+    _CACHE_TYPES = ()
