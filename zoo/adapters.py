@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load
 from torch import nn
 
 from .errors import AdapterBaseMismatch, UnsafeAdapter, ZooError
@@ -149,10 +149,11 @@ def read_adapter(folder: Path, meta: dict, layout: BaseLayout) -> AdapterWeights
     weights = LAST_LAYERS_WEIGHTS if kind == "last-layers" else PEFT_WEIGHTS
     check_safe_folder(folder, weights)
     try:
-        state = load_file(str(folder / weights))
+        # Read into memory we own: tensors viewing a memory-mapped file would keep the whole mapping
+        # resident beside the copies made below, and would change if the file were rewritten.
+        state = load((folder / weights).read_bytes())
     except (SafetensorError, OSError, ValueError) as e:
         raise UnsafeAdapter(f"{folder / weights} is corrupt or truncated ({e}); publish the adapter again") from None
-    state = {k: v.detach() for k, v in state.items()}
     for k, v in state.items():
         if not v.is_floating_point():
             raise UnsafeAdapter(f"{where}: tensor {k} has dtype {v.dtype}; adapters hold floating-point weights")

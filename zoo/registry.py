@@ -64,6 +64,7 @@ class Zoo:
         self._lock = threading.RLock()
         self._loading: dict[str, threading.Lock] = {}
         self.stats = {"loads": 0, "evictions": 0}
+        _release_free_memory()
 
     # ----------------------------------------------------------------------------- base wrapping
     @staticmethod
@@ -142,6 +143,7 @@ class Zoo:
             self._resident[weights.name] = weights
             self._resident.move_to_end(weights.name)
             self._evict(keep=weights.name)
+        _release_free_memory()
         return weights.name
 
     def remove(self, name: str) -> None:
@@ -337,6 +339,25 @@ class Zoo:
 
     def __repr__(self):
         return f"Zoo({self.base!r}, adapters={self.names}, resident={len(self._resident)})"
+
+
+def _release_free_memory() -> None:
+    """Hand heap pages freed by loading (file buffers, temporaries) back to the OS (glibc only).
+
+    A long-lived server otherwise keeps them as resident memory it will rarely reuse."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def _length(item) -> int:

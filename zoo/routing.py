@@ -88,22 +88,44 @@ class RoutedLinear(nn.Module):
         deltas = [(seg, d) for seg, d in deltas if d is not None]
         if not deltas:
             return self.base(x)
+        if len(deltas) == 1 and deltas[0][0].stop - deltas[0][0].start == route.rows:
+            return self._one_adapter(x, deltas[0][1])
         feedforward = [(seg, d[1]) for seg, d in deltas if d[0] == "ia3" and d[2]]
-        if feedforward:  # IA3 on a feed-forward layer scales the input, per row
-            x = x.clone()
+        if feedforward:  # IA3 on a feed-forward layer scales the input, per row: one multiply
+            scale = x.new_ones((x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],))
             for seg, vec in feedforward:
-                x[seg.start:seg.stop].mul_(vec)
-        y = self.base(x)
+                scale[seg.start:seg.stop] = vec
+            x_in = x * scale
+        else:
+            x_in = x
+        y = self.base(x_in)
+        per_row = y[0].numel() // y.shape[-1]  # tokens per row (1 for 2-d inputs such as the pooler)
+        flat_x, flat_y = x.reshape(-1, x.shape[-1]), y.view(-1, y.shape[-1])  # y is fresh: views update it
         for seg, d in deltas:
             if d[0] == "lora":
-                rows = y[seg.start:seg.stop]
-                xs = x[seg.start:seg.stop]
-                flat_x = xs.reshape(-1, xs.shape[-1])
-                flat_y = rows.view(-1, rows.shape[-1])  # y is fresh and contiguous: a view, updated in place
-                flat_y.addmm_(flat_x @ d[1], d[2])
+                a, b = seg.start * per_row, seg.stop * per_row
+                flat_y[a:b].addmm_(flat_x[a:b] @ d[1], d[2])
             elif not d[2]:  # IA3 on an attention projection scales the output
                 y[seg.start:seg.stop].mul_(d[1])
         return y
+
+    def _one_adapter(self, x: torch.Tensor, d: tuple) -> torch.Tensor:
+        """Every row uses one adapter: fold its delta into a temporary weight (one matmul, no side pass).
+
+        For LoRA, W + s B A costs in*out*r multiply-adds once, against tokens*(in+out)*r for the side
+        pass; the fold is never stored, so the base stays untouched and nothing leaks between requests.
+        """
+        w, b = self.base.weight, self.base.bias
+        if d[0] == "lora":
+            if x.numel() // x.shape[-1] * (w.shape[0] + w.shape[1]) <= w.shape[0] * w.shape[1]:
+                y = self.base(x)  # few tokens: the side pass is cheaper than folding
+                y.view(-1, y.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]) @ d[1], d[2])
+                return y
+            return nn.functional.linear(x, torch.addmm(w, d[2].t(), d[1].t()), b)
+        if d[2]:  # IA3, feed-forward: W (x * l)
+            return self.base(x * d[1])
+        y = self.base(x)
+        return y.mul_(d[1])
 
 
 def _slice_rows(value, start: int, stop: int, rows: int):
