@@ -95,10 +95,22 @@ def load_folder(folder: str | Path, *, base: str | None = None) -> AdapterModel:
     return AdapterModel(model, tokenizer, meta, folder)
 
 
-def load(base: str, *, adapter: str, hub: LocalHub | None = None) -> AdapterModel:
-    """Find ``adapter`` published for ``base`` and load both; see the module docstring."""
+def load(base: str, *, adapter: str, hub: LocalHub | None = None):
+    """Find ``adapter`` published for ``base``; see the module docstring.
+
+    Adapters the registry serves come back as a handle on the process-wide shared registry of
+    ``base`` (``zoo.registry.shared``): the base is loaded once, however many adapters are loaded.
+    Fully fine-tuned models are whole models of their own and load as an ``AdapterModel``.
+    """
+    from .adapters import SERVED
+    from .registry import shared
+
     hub = hub or LocalHub()
-    return load_folder(hub.find(base, adapter), base=base)
+    folder = hub.find(base, adapter)
+    meta = read_meta(folder)
+    if meta["method"] not in SERVED:
+        return load_folder(folder, base=base)
+    return shared(base, hub).handle(adapter, folder=folder)
 
 
 def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=None, batch_size: int = 64,

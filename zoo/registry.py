@@ -129,7 +129,10 @@ class Zoo:
             return sum(a.nbytes for a in self._resident.values())
 
     def add(self, name: str | None = None, *, folder: str | Path | None = None) -> str:
-        """Load adapter ``name`` from the hub (or an adapter ``folder``) and keep it resident; returns its name."""
+        """Load adapter ``name`` from the hub (or an adapter ``folder``) and keep it resident; returns its name.
+
+        A bad adapter (another base, corrupt, pickled, inconsistent) raises a ZooError and changes nothing.
+        """
         if folder is None:
             if not name:
                 raise BadInput("add() needs an adapter name or folder=")
@@ -329,12 +332,15 @@ class Zoo:
         return DynamicCache(pkv)
 
     # ----------------------------------------------------------------------------- handles
-    def handle(self, name: str) -> "AdapterHandle":
-        """A handle bound to one adapter (added from the hub if needed), with the walking-zoo API."""
+    def handle(self, name: str, *, folder: str | Path | None = None) -> "AdapterHandle":
+        """A handle bound to one adapter (added from the hub, or ``folder``, if needed): the walking-zoo API.
+
+        Given the folder of a newer revision than the one loaded, the adapter is reloaded from it.
+        """
         with self._lock:
-            known = name in self._known
-        if not known:
-            self.add(name)
+            known = self._known.get(name)
+        if known is None or (folder is not None and Path(folder).resolve() != known.resolve()):
+            self.add(name, folder=folder)
         return AdapterHandle(self, name)
 
     def __repr__(self):
