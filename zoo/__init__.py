@@ -37,6 +37,14 @@ def load(base: str, *, adapter: str, hub=None):
     return _load(base, adapter=adapter, hub=hub)
 
 
+def __getattr__(name):
+    if name == "Zoo":  # imported on first use: it pulls in torch and transformers
+        from .registry import Zoo
+
+        return Zoo
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
 def train(recipe, **kwargs):
     """Train a Recipe; see zoo.train.train."""
     from .train import train as _train
@@ -45,7 +53,7 @@ def train(recipe, **kwargs):
 
 
 __all__ = [
-    "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "load_recipe", "apply_overrides", "load", "train",
+    "Zoo", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "load_recipe", "apply_overrides", "load", "train",
     "ZooError", "RecipeError", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
     "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "BadInput",
 ]
