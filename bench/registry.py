@@ -1,10 +1,11 @@
 """Registry benchmark: mixed-adapter throughput, memory overhead, switch and cold-load latency.
 
-    ZOO_DATA_DIR=../shared/data .venv/bin/python bench/registry.py [--requests 640] [--repeats 3]
+    .venv/bin/python bench/registry.py [--requests 640] [--repeats 3] [--lora recipe|peft-default]
 
 On the real MiniLM base (sentence-transformers/all-MiniLM-L6-v2), SST-2 validation sentences, batches
-of 32. Adapters are built with the shipped recipes' method configs (LoRA r=16 on q/k/v/dense, IA3,
-prompt tuning and P-tuning with 20 virtual tokens, prefix tuning with 20) and random weights
+of 32 (the data mirror: ZOO_DATA_DIR, else ../shared/data). Adapters are built with the shipped
+recipes' method configs (LoRA r=16 on q/k/v/dense, IA3, prompt tuning and P-tuning with 20 virtual
+tokens, prefix tuning with 20; --lora peft-default: LoRA r=8 on query/value) and random weights
 (zoo.testing.make_adapter): serving cost does not depend on what the weights learned.
 Every figure is a ratio against a baseline measured in the same run on the same inputs:
 
@@ -14,10 +15,13 @@ Every figure is a ratio against a baseline measured in the same run on the same 
   through the registry, over plain PEFT given every adapter's requests grouped in advance into full
   batches on that adapter's own PeftModel;
 - memory_overhead: RSS growth of a fresh process that loads the registry with all adapters and reads
-  every weight once (see memory_child), over the bytes of the base and adapter files, minus 1; and the same for one PEFT model per (PEFT type, label count);
+  every weight once (see memory_child), over the bytes of the base and adapter files, minus 1; and
+  the same for one PEFT model per (PEFT type, label count), for contrast;
 - switch_ms: median extra time to answer one request for a different resident adapter than the
   previous request, over the same request for the same adapter;
-- cold_load_ms: median time to add an adapter from the local hub.
+- cold_load_ms: median time to add an adapter from the local hub;
+- for reference, on a stream over 3 LoRA adapters with equal heads (the case PEFT can mix):
+  peft_adapter_names_lora_vs_base (PEFT's own mixed batch) and registry_lora_vs_base.
 The last line is one JSON object with those keys.
 """
 
@@ -51,17 +55,23 @@ ADAPTERS = [
 ]
 DELTA = [a[0] for a in ADAPTERS[:6]]
 ALL = [a[0] for a in ADAPTERS]
+# For the reference row only: PEFT's own mixed batch (adapter_names=) needs LoRA adapters with equal heads.
+PEFT_MIX = [("lora-a", "sst2_lora", 2), ("lora-b", "sst2_lora", 2), ("lora-c", "sst2_lora", 2)]
 
 
-def build_hub(hub_root: Path) -> dict[str, Path]:
+def build_hub(hub_root: Path, lora: str = "recipe") -> dict[str, Path]:
+    from peft import LoraConfig
+
     from zoo.local_hub import LocalHub
     from zoo.recipe import load_recipe
     from zoo.testing import make_adapter
 
     hub = LocalHub(hub_root)
     folders = {}
-    for seed, (name, recipe, n) in enumerate(ADAPTERS):
+    for seed, (name, recipe, n) in enumerate(ADAPTERS + PEFT_MIX):
         method = load_recipe(ROOT / "recipes" / f"{recipe}.py").method
+        if recipe == "sst2_lora" and lora == "peft-default":
+            method = LoraConfig(task_type="SEQ_CLS")  # r=8, alpha 8, query and value only (PEFT's BERT default)
         folder = make_adapter(BASE, hub_root.parent / "src" / name, name=name, method=method,
                               labels=[f"l{i}" for i in range(n)], seed=seed, scale=0.05, max_length=128)
         folders[name] = hub.push(folder).path
@@ -213,6 +223,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=640, help="requests per stream (multiple of 32)")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per measurement; the best is kept")
+    ap.add_argument("--lora", choices=["recipe", "peft-default"], default="recipe",
+                    help="LoRA adapters as recipes/sst2_lora.py (r=16 on all 37 Linear layers) or PEFT's default "
+                         "for BERT (r=8 on query and value)")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     ap.add_argument("--hub", help=argparse.SUPPRESS)
     ap.add_argument("--folders", help=argparse.SUPPRESS)
@@ -233,7 +246,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="zoo-bench-registry-"))
     hub_root = work / "hub"
     print(f"building {len(ADAPTERS)} adapters on {BASE} in {work} ...", flush=True)
-    folders = build_hub(hub_root)
+    folders = build_hub(hub_root, args.lora)
+    print(f"LoRA adapters: {args.lora} config", flush=True)
     texts = sentences(args.requests)
     rng = random.Random(1)
     resolved = resolve_model(BASE)
@@ -299,6 +313,33 @@ def main() -> None:
     print(f"registry, random of all 5 kinds: {n / t_all:8.1f} req/s")
     all_methods_vs_grouped_peft = t_peft / t_all
 
+    # Reference: PEFT's own mixed LoRA batch (adapter_names=) against the registry on the same stream.
+    model, _ = load_base_classifier(resolved, ("l0", "l1"))
+    mix = PeftModel.from_pretrained(model, str(folders["lora-a"]), adapter_name="lora-a").eval()
+    for name, _, _ in PEFT_MIX[1:]:
+        mix.load_adapter(str(folders[name]), adapter_name=name)
+    for name, _, _ in PEFT_MIX:
+        z.add(name)
+    mix_names = [rng.choice([m[0] for m in PEFT_MIX]) for _ in texts]
+    mix_items = list(zip(batches(texts), batches(mix_names)))
+
+    def peft_mixed_batch(item):
+        with torch.inference_mode():
+            enc = tokenizer(item[0], truncation=True, max_length=128, padding=True, return_tensors="pt")
+            mix(**enc, adapter_names=item[1])
+
+    check = z.logits(mix_items[0][0], adapters=mix_items[0][1])
+    with torch.inference_mode():
+        enc = tokenizer(mix_items[0][0], truncation=True, max_length=128, padding=True, return_tensors="pt")
+        want = mix(**enc, adapter_names=mix_items[0][1]).logits.numpy()
+    assert max(abs(w - g).max() for w, g in zip(want, check)) < 1e-4
+    interleaved([bare_batch, peft_mixed_batch, registry_batch], 1, mix_items[:2])
+    t_bare3, t_peft_mix, t_reg_mix = interleaved([bare_batch, peft_mixed_batch, registry_batch], args.repeats, mix_items)
+    print(f"random LoRA of 3 (equal heads): bare {n / t_bare3:.1f} req/s, PEFT adapter_names= {n / t_peft_mix:.1f}, "
+          f"registry {n / t_reg_mix:.1f}")
+    for name, _, _ in PEFT_MIX:
+        z.remove(name)
+
     # Switch latency: one request for adapter X after one for X (resident, same) vs after one for Y.
     same, switched = [], []
     with torch.inference_mode():
@@ -322,7 +363,7 @@ def main() -> None:
 
     files = Path(resolved.path)
     base_bytes = sum(p.stat().st_size for p in files.glob("*.safetensors"))
-    adapter_bytes = sum((Path(f) / "adapter_model.safetensors").stat().st_size for f in folders.values())
+    adapter_bytes = sum((Path(folders[name]) / "adapter_model.safetensors").stat().st_size for name in ALL)
     mem_reg = measure_memory("registry", hub_root, folders)
     mem_peft = measure_memory("peft", hub_root, folders)
     denom = base_bytes + adapter_bytes
@@ -338,6 +379,8 @@ def main() -> None:
         "memory_overhead": round(memory_overhead, 3),
         "memory_overhead_peft_per_type": round(peft_overhead, 3),
         "switch_ms": round(switch_ms, 3),
+        "peft_adapter_names_lora_vs_base": round(t_bare3 / t_peft_mix, 3),
+        "registry_lora_vs_base": round(t_bare3 / t_reg_mix, 3),
         "cold_load_ms": round(cold_load_ms, 1),
     }
     print(json.dumps(result))
