@@ -162,6 +162,33 @@ def test_memory_budget_evicts_least_recently_used_and_reloads(tiny_bert, adapter
     np.testing.assert_allclose(np.stack(by_bytes.logits(TEXTS, adapter="sst2-lora")), alone["sst2-lora"], atol=1e-5)
 
 
+def test_eviction_under_concurrent_load_still_answers_right(tiny_bert, adapters, alone, tmp_path):
+    """4 threads cycle through 3 adapters with room for 2: evictions and reloads race with forwards."""
+    z = Zoo(str(tiny_bert), hub=LocalHub(tmp_path / "hub"), max_adapters=2)
+    names = ["sst2-lora", "emotion-ia3", "sst2-last-layers"]
+    for name in names:
+        z.add(folder=adapters[name])
+    errors, barrier = [], threading.Barrier(4)
+
+    def worker(k):
+        try:
+            barrier.wait()
+            for i in range(12):
+                name = names[(i + k) % 3]
+                got = np.stack(z.logits(TEXTS, adapter=name))
+                np.testing.assert_allclose(got, alone[name], atol=1e-5, err_msg=name)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(z.resident) <= 2 and z.stats["evictions"] > 0 and z.names == names
+
+
 def test_removed_adapter_frees_its_memory(registry):
     weights = registry._get("sst2-lora")
     ref = weakref.ref(weights)

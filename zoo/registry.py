@@ -166,7 +166,8 @@ class Zoo:
     def _read(self, folder: Path) -> AdapterWeights:
         meta = read_meta(folder)
         weights = read_adapter(folder, meta, self.layout)
-        self.stats["loads"] += 1
+        with self._lock:
+            self.stats["loads"] += 1
         return weights
 
     def _unknown(self, name: str) -> str:
