@@ -320,3 +320,20 @@ def test_zoo_load_shares_one_base_and_reloads_new_revisions(tiny_bert, adapters,
     assert again.zoo is a.zoo
     assert not np.allclose(again.logits(TEXTS), alone["sst2-lora"], atol=1e-4)
     np.testing.assert_allclose(again.logits(TEXTS), load_folder(retrained).logits(TEXTS), atol=1e-5)
+
+
+def test_adapter_with_unserved_feature_is_refused_by_the_registry_but_zoo_load_still_works(tiny_bert, registry,
+                                                                                          alone, zoo_home):
+    from peft import LoraConfig
+
+    from zoo.adapters import UnsupportedAdapter
+
+    dora = make_adapter(str(tiny_bert), zoo_home / "dora", name="sst2-dora", labels=["negative", "positive"],
+                        method=LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"], use_dora=True))
+    with pytest.raises(UnsupportedAdapter, match="use_dora"):
+        registry.add(folder=dora)
+    _still_serving(registry, alone)
+    LocalHub().push(dora)
+    with pytest.warns(UserWarning, match="base of its own"):
+        handle = zoo.load(str(tiny_bert), adapter="sst2-dora")
+    np.testing.assert_allclose(handle.logits(TEXTS), load_folder(dora).logits(TEXTS), atol=1e-6)

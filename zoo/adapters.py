@@ -80,6 +80,7 @@ class BaseLayout:
     num_layers: int
     num_heads: int
     base_id: str
+    module_types: dict = field(default_factory=dict)  # every module path -> class name, for messages
 
 
 def _pattern_value(patterns: dict, path: str, default):
@@ -268,8 +269,13 @@ def _read_linear_deltas(rest: dict, config: dict, layout: BaseLayout, where: str
         by_module.setdefault(k[: -len(suffix)], {})[suffix] = v
     for path, parts in by_module.items():
         base = layout.linears.get(path)
+        if base is None and path in layout.module_types:
+            raise UnsupportedAdapter(
+                f"{where}: it adapts {path!r}, a {layout.module_types[path]}; the registry serves LoRA and IA3 "
+                "on nn.Linear layers only (load this adapter alone with zoo.loading.load_folder)"
+            )
         if base is None:
-            raise AdapterBaseMismatch(f"{where}: it adapts module {path!r}, which base {layout.base_id!r} does not have as a Linear layer")
+            raise AdapterBaseMismatch(f"{where}: it adapts module {path!r}, which base {layout.base_id!r} does not have")
         if ".ia3_l" in parts:
             vec = parts[".ia3_l"]
             ff = _is_feedforward(config, path)

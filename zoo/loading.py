@@ -102,7 +102,9 @@ def load(base: str, *, adapter: str, hub: LocalHub | None = None):
     ``base`` (``zoo.registry.shared``): the base is loaded once, however many adapters are loaded.
     Fully fine-tuned models are whole models of their own and load as an ``AdapterModel``.
     """
-    from .adapters import SERVED
+    import warnings
+
+    from .adapters import SERVED, UnsupportedAdapter
     from .registry import shared
 
     hub = hub or LocalHub()
@@ -110,7 +112,11 @@ def load(base: str, *, adapter: str, hub: LocalHub | None = None):
     meta = read_meta(folder)
     if meta["method"] not in SERVED:
         return load_folder(folder, base=base)
-    return shared(base, hub).handle(adapter, folder=folder)
+    try:
+        return shared(base, hub).handle(adapter, folder=folder)
+    except UnsupportedAdapter as e:  # valid PEFT, but a feature the shared base cannot serve (e.g. DoRA)
+        warnings.warn(f"{e}; loading it on a base of its own", stacklevel=2)
+        return load_folder(folder, base=base)
 
 
 def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=None, batch_size: int = 64,

@@ -71,6 +71,7 @@ class Zoo:
     def _wrap(model, base_id: str) -> BaseLayout:
         """Put routing wrappers around the Linear layers, the top blocks and the head (once)."""
         config = model.config
+        module_types = {n: type(m).__name__ for n, m in model.named_modules() if n}
         head_path = next((n for n in HEAD_NAMES if isinstance(getattr(model, n, None), nn.Module)), None)
         if head_path is None:
             raise ZooError(f"{type(model).__name__} has no classifier/score head; the registry cannot serve it")
@@ -108,7 +109,8 @@ class Zoo:
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
         heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
         return BaseLayout(linears=linears, blocks=blocks, head_path=head_path, head_template=head_template,
-                          hidden_size=hidden, num_layers=len(layers), num_heads=heads, base_id=base_id)
+                          hidden_size=hidden, num_layers=len(layers), num_heads=heads, base_id=base_id,
+                          module_types=module_types)
 
     # ----------------------------------------------------------------------------- adapters
     @property
