@@ -37,6 +37,15 @@ def load(base: str, *, adapter: str, hub=None):
     return _load(base, adapter=adapter, hub=hub)
 
 
+def list_adapters(*, base=None, task=None, method=None, hub=None) -> list:
+    """Published adapters (dicts with name, base_model, task, method, metrics...), as `zoo list` shows them.
+
+    ``hub``: "hf" (the Hugging Face Hub) or "local"; default: the Hub when a token is configured."""
+    from .hub import get_hub
+
+    return get_hub(hub).list(base=base, task=task, method=method)
+
+
 def __getattr__(name):
     if name == "Zoo":  # imported on first use: it pulls in torch and transformers
         from .registry import Zoo
@@ -53,7 +62,7 @@ def train(recipe, **kwargs):
 
 
 __all__ = [
-    "Zoo", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "load_recipe", "apply_overrides", "load", "train",
+    "Zoo", "list_adapters", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "load_recipe", "apply_overrides", "load", "train",
     "ZooError", "RecipeError", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
     "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "BadInput",
 ]

@@ -49,6 +49,7 @@ class AdapterWeights:
     prefix: torch.Tensor | None = None          # (n_virtual, layers * 2 * hidden) past keys/values
     prefix_shape: tuple | None = None           # (layers * 2, heads, head_dim)
     nbytes: int = 0
+    key: str = ""                               # the name the registry serves it under
 
     @property
     def is_pair(self) -> bool:

@@ -25,7 +25,10 @@ def train(
     recipe: Path = typer.Argument(..., help="recipe file, e.g. recipes/sst2_lora.py"),
     set_: List[str] = typer.Option([], "--set", help="override a recipe field: KEY=VALUE, dotted (train.epochs=1)"),
     output_dir: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
-    push: bool = typer.Option(False, "--push", help="publish the trained adapter to the local hub"),
+    push: bool = typer.Option(False, "--push", help="publish the trained adapter (see --hub)"),
+    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub repo ORG/NAME (default <your user>/<adapter name>)"),
+    private: bool = typer.Option(False, "--private", help="create the Hub repo private"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's last checkpoint"),
     data_dir: Optional[Path] = typer.Option(None, help="local data mirror (default $ZOO_DATA_DIR, else the Hub)"),
     progress: bool = typer.Option(True, help="show progress bars"),
@@ -50,12 +53,20 @@ def train(
                    f"{e['train_examples_per_second']:.1f} ex/s, adapter {e['adapter_bytes'] / 2**20:.2f} MiB")
         typer.echo(f"adapter written to {result.adapter_dir}")
         if push:
-            from .local_hub import LocalHub
-
-            published = LocalHub().push(result.adapter_dir)
-            typer.echo(f"published {published.name} (revision {published.revision}) to the local hub: {published.path}")
+            _publish(result.adapter_dir, hub, repo_id, private)
     except ZooError as e:
         _fail(e)
+
+
+def _publish(folder: Path, hub: Optional[str], repo_id: Optional[str], private: bool) -> None:
+    from .hub import get_hub
+
+    backend = get_hub(hub)
+    if repo_id and backend.kind != "hf":
+        raise ZooError("--repo-id names a Hugging Face Hub repo; add --hub hf (the local hub was chosen: no token is configured)")
+    typer.echo(f"publishing to {backend.describe()} ...", err=True)
+    pushed = backend.push(folder, repo_id=repo_id, private=private)
+    typer.echo(f"published {pushed.name} (revision {pushed.revision}) to {backend.describe()}: {pushed.location}")
 
 
 @app.command()
@@ -76,15 +87,36 @@ def recipe(
 
 
 @app.command()
-def push(folder: Path = typer.Argument(..., help="an adapter folder written by `zoo train`")):
-    """Publish an adapter folder to the local hub."""
-    from .local_hub import LocalHub
-
+def push(
+    folder: Path = typer.Argument(..., help="an adapter folder written by `zoo train`"),
+    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub repo ORG/NAME (default <your user>/<adapter name>)"),
+    private: bool = typer.Option(False, "--private", help="create the Hub repo private"),
+):
+    """Publish an adapter folder: one commit on the Hugging Face Hub, or a new local-hub revision."""
     try:
-        published = LocalHub().push(folder)
-        typer.echo(f"published {published.name} (revision {published.revision}) to {published.path}")
+        _publish(folder, hub, repo_id, private)
     except ZooError as e:
         _fail(e)
+
+
+@app.command()
+def pull(repo: str = typer.Argument(..., help="Hub repo ORG/NAME, optionally @REVISION")):
+    """Download an adapter from the Hugging Face Hub into the local cache; prints its folder."""
+    from .hub import HFHub, parse_repo
+    from .local_hub import read_meta
+
+    try:
+        parsed = parse_repo(repo)
+        if parsed is None:
+            raise ZooError(f"{repo!r} is not a repo id: use ORG/NAME or ORG/NAME@REVISION")
+        folder = HFHub().pull(*parsed)
+        meta = read_meta(folder)
+        typer.echo(f"{meta['name']}: {meta['method']} on {meta['base_model']}, task {meta['task']}")
+        typer.echo(str(folder))
+    except ZooError as e:
+        _fail(e)
+
 
 
 @app.command("list")
@@ -92,18 +124,29 @@ def list_(
     base: Optional[str] = typer.Option(None, help="only adapters for this base model"),
     task: Optional[str] = typer.Option(None, help="only this task, e.g. glue/sst2"),
     method: Optional[str] = typer.Option(None, help="only this method, e.g. lora"),
+    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
 ):
-    """List the adapters published to the local hub."""
-    from .local_hub import LocalHub
+    """List published adapters, filtered by base model, task and method."""
+    from .hub import get_hub
 
-    rows = LocalHub().list(base=base, task=task, method=method)
+    try:
+        backend = get_hub(hub)
+        rows = backend.list(base=base, task=task, method=method)
+    except ZooError as e:
+        _fail(e)
+    typer.echo(f"{len(rows)} adapter(s) on {backend.describe()}", err=True)
     if not rows:
         typer.echo("no adapters published yet; run `zoo train RECIPE --push`")
         return
-    typer.echo(f"{'name':28} {'method':14} {'task':28} {'accuracy':>8} {'trainable':>12}  base")
+    typer.echo(f"{'name':28} {'method':14} {'task':28} {'accuracy':>8} {'trainable':>12}  base / where")
     for r in rows:
-        acc = r["metrics"]["validation"]["accuracy"]
-        typer.echo(f"{r['name']:28} {r['method']:14} {r['task']:28} {acc:8.4f} {r['efficiency']['trainable_params']:12,}  {r['base_model']}")
+        acc = r["metrics"]["validation"].get("accuracy")
+        acc_text = f"{acc:8.4f}" if isinstance(acc, (int, float)) else f"{'-':>8}"
+        params = r["efficiency"].get("trainable_params")
+        params_text = f"{params:12,}" if isinstance(params, int) else f"{'-':>12}"
+        where = r.get("repo_id") or r["base_model"]
+        typer.echo(f"{r['name']:28} {r['method'] or '-':14} {r['task'] or '-':28} {acc_text} {params_text}  {r['base_model']}"
+                   + (f"  ({where})" if r.get("repo_id") else ""))
 
 
 @app.command("eval")

@@ -95,27 +95,49 @@ def load_folder(folder: str | Path, *, base: str | None = None) -> AdapterModel:
     return AdapterModel(model, tokenizer, meta, folder)
 
 
-def load(base: str, *, adapter: str, hub: LocalHub | None = None):
+def load(base: str, *, adapter: str, hub=None):
     """Find ``adapter`` published for ``base``; see the module docstring.
+
+    ``adapter`` is a short name (``sst2-lora``: the local hub first, then the Hugging Face Hub when
+    a token is configured) or a Hub repo id ``ORG/NAME[@REVISION]`` (downloaded once, then served
+    from the local cache, offline too). ``hub`` is a ``LocalHub`` or a ``zoo.hub`` backend.
 
     Adapters the registry serves come back as a handle on the process-wide shared registry of
     ``base`` (``zoo.registry.shared``): the base is loaded once, however many adapters are loaded.
     Fully fine-tuned models are whole models of their own and load as an ``AdapterModel``.
     """
+    from .errors import AdapterNotFound
+    from .hub import HFHub, LocalBackend, choose, parse_repo
+
+    if isinstance(hub, LocalHub):
+        hub = LocalBackend(hub)
+    if parse_repo(adapter):
+        folder = (hub if isinstance(hub, HFHub) else HFHub()).find(base, adapter)
+        return _load_found(base, adapter, folder)
+    local = hub if isinstance(hub, LocalBackend) else LocalBackend()
+    try:
+        return _load_found(base, adapter, local.find(base, adapter), local.hub)
+    except AdapterNotFound:
+        if hub is None and choose(None) == "hf":
+            return _load_found(base, adapter, HFHub().find(base, adapter))
+        if isinstance(hub, HFHub):
+            return _load_found(base, adapter, hub.find(base, adapter))
+        raise
+
+
+def _load_found(base: str, key: str, folder: Path, local_hub: LocalHub | None = None):
     import warnings
 
     from .adapters import SERVED, UnsupportedAdapter
     from .registry import shared
 
-    hub = hub or LocalHub()
-    folder = hub.find(base, adapter)
     meta = read_meta(folder)
     if meta["method"] not in SERVED:
         return load_folder(folder, base=base)
     try:
-        return shared(base, hub).handle(adapter, folder=folder)
+        return shared(base, local_hub).handle(key, folder=folder)
     except UnsupportedAdapter as e:  # valid PEFT, but a feature the shared base cannot serve (e.g. DoRA)
-        warnings.warn(f"{e}; loading it on a base of its own", stacklevel=2)
+        warnings.warn(f"{e}; loading it on a base of its own", stacklevel=3)
         return load_folder(folder, base=base)
 
 

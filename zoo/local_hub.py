@@ -84,6 +84,9 @@ class LocalHub:
         try:
             shutil.copytree(folder, tmp)
             tmp.rename(revisions / revision)
+        except OSError as e:
+            raise ZooError(f"publishing {meta['name']} to the local hub {self.root} failed ({e}); "
+                           "nothing was published, run the push again") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         link = entry / f".current-{revision}"

@@ -130,10 +130,12 @@ class Zoo:
         with self._lock:
             return sum(a.nbytes for a in self._resident.values())
 
-    def add(self, name: str | None = None, *, folder: str | Path | None = None) -> str:
+    def add(self, name: str | None = None, *, folder: str | Path | None = None, alias: str | None = None) -> str:
         """Load adapter ``name`` from the hub (or an adapter ``folder``) and keep it resident; returns its name.
 
         A bad adapter (another base, corrupt, pickled, inconsistent) raises a ZooError and changes nothing.
+        ``alias`` registers it under another name (a Hub repo id, so that it cannot clash with a local
+        adapter of the same name).
         """
         if folder is None:
             if not name:
@@ -141,15 +143,17 @@ class Zoo:
             folder = self.hub.find(self.base, name)
         folder = Path(folder)
         weights = self._read(folder)
-        if name is not None and weights.name != name:
+        if name is not None and alias is None and weights.name != name:
             raise ZooError(f"{folder} holds adapter {weights.name!r}, not {name!r}")
+        key = alias or weights.name
+        weights.key = key
         with self._lock:
-            self._known[weights.name] = folder
-            self._resident[weights.name] = weights
-            self._resident.move_to_end(weights.name)
-            self._evict(keep=weights.name)
+            self._known[key] = folder
+            self._resident[key] = weights
+            self._resident.move_to_end(key)
+            self._evict(keep=key)
         _release_free_memory()
-        return weights.name
+        return key
 
     def remove(self, name: str) -> None:
         """Forget adapter ``name``; its memory is freed once requests using it finish."""
@@ -206,6 +210,7 @@ class Zoo:
                 if weights is not None:
                     return weights
             weights = self._read(folder)
+            weights.key = name
             with self._lock:
                 if name in self._known:
                     self._resident[name] = weights
@@ -343,7 +348,7 @@ class Zoo:
         with self._lock:
             known = self._known.get(name)
         if known is None or (folder is not None and Path(folder).resolve() != known.resolve()):
-            self.add(name, folder=folder)
+            self.add(name, folder=folder, alias=name if folder is not None else None)
         return AdapterHandle(self, name)
 
     def __repr__(self):
