@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +79,9 @@ def test_train_push_list_and_load_by_short_name_and_repo_id(published, server, h
     assert "zoo-tester/sst2-lora" in published["stdout"]
     head = server.store.head("zoo-tester/sst2-lora")
     files = server.store.files("zoo-tester/sst2-lora", head)
-    assert {"adapter_model.safetensors", "adapter_config.json", "zoo.json", "README.md"} <= set(files)
+    assert {"adapter_model.safetensors", "adapter_config.json", "zoo.json", "README.md", "training_curve.png"} <= set(files)
+    assert server.store.read("zoo-tester/sst2-lora", files["training_curve.png"]).startswith(b"\x89PNG")
+    assert b"![training curve](training_curve.png)" in server.store.read("zoo-tester/sst2-lora", files["README.md"])
     assert not any(p.endswith((".bin", ".pt")) for p in files)
 
     listed = run([ZOO, "list", "--base", str(tiny_bert), "--method", "lora"], env)
@@ -167,32 +167,6 @@ def test_half_way_push_publishes_nothing_and_a_rerun_completes(published, server
     assert server.store.commit_info("zoo-tester/halfway", rev2)["parent"] == rev1
 
 
-def test_local_hub_push_failing_half_way_leaves_nothing_visible(published, tmp_path, monkeypatch):
-    from zoo.errors import AdapterNotFound, ZooError
-    from zoo.local_hub import LocalHub
-
-    hub = LocalHub(tmp_path / "hub")
-    meta = json.loads((published["adapter_dir"] / "zoo.json").read_text())
-    real_copy = shutil.copy2
-
-    def dying_copy(src, dst, *a, **k):
-        if str(src).endswith(".safetensors"):
-            Path(dst).write_bytes(Path(src).read_bytes()[:100])
-            raise OSError("disk full")
-        return real_copy(src, dst, *a, **k)
-
-    real_copytree = shutil.copytree
-    monkeypatch.setattr(shutil, "copytree", lambda src, dst, **k: real_copytree(src, dst, copy_function=dying_copy))
-    with pytest.raises(ZooError, match="disk full.*nothing was published"):
-        hub.push(published["adapter_dir"])
-    monkeypatch.setattr(shutil, "copytree", real_copytree)
-    with pytest.raises(AdapterNotFound):
-        hub.find(meta["base_model"], meta["name"])
-    assert not list((tmp_path / "hub").rglob(".tmp-*"))
-    hub.push(published["adapter_dir"])  # the rerun completes
-    assert (hub.find(meta["base_model"], meta["name"]) / "adapter_model.safetensors").stat().st_size > 100
-
-
 def test_token_never_written_or_printed(published, home):
     # every client run above, and every file written under the homes and the run folder
     assert OUTPUTS and not any(TOKEN in text for text in OUTPUTS)
@@ -228,3 +202,36 @@ def test_no_network_says_which_hub_and_cached_adapters_still_load(published, hom
     """, dict(env, HF_HUB_OFFLINE="1"))
     np.testing.assert_allclose(np.array(json.loads(got.stdout.strip().splitlines()[-1])),
                                local_logits(published["adapter_dir"]), atol=1e-5)
+
+
+def test_zoo_hub_serve_shares_a_hub_over_http(published, tmp_path, home, tiny_bert):
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(published["env"], ZOO_HUB_TOKEN=TOKEN)
+    proc = subprocess.Popen([ZOO, "hub", "serve", "--root", str(tmp_path / "team-hub"), "--port", str(port),
+                             "--user", "team"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{endpoint}/api/models", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        client = env_for(None, home, endpoint=endpoint)
+        pushed = run([ZOO, "push", str(published["adapter_dir"]), "--hub", "hf"], client)
+        assert "team/sst2-lora" in pushed.stdout
+        listed = json.loads(urllib.request.urlopen(f"{endpoint}/api/models?filter=adapter-zoo", timeout=5).read())
+        assert [m["id"] for m in listed] == ["team/sst2-lora"]
+        readonly = run([ZOO, "push", str(published["adapter_dir"]), "--hub", "hf", "--repo-id", "team/other"],
+                       dict(client, HF_TOKEN="hf_notTheTeamToken000000"), check=False)
+        assert readonly.returncode == 2
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    OUTPUTS.append(out + err)
+    assert TOKEN not in out + err and "serving" in out

@@ -12,7 +12,7 @@ import torch
 import zoo
 from tests.conftest import quick_overrides
 from zoo import apply_overrides, load_recipe
-from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter
+from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter, ZooError
 from zoo.local_hub import LocalHub
 from zoo.train import train
 
@@ -161,7 +161,7 @@ def test_push_twice_makes_a_new_revision_and_a_failed_push_shows_nothing(trained
         raise OSError("disk full")
 
     monkeypatch.setattr("zoo.local_hub.shutil.copytree", broken_copy)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ZooError, match="disk full.*nothing was published"):
         hub.push(trained["sst2_full"].adapter_dir)
     assert [e["name"] for e in hub.list()] == ["sst2-lora"]
     assert not list(hub.root.rglob(".tmp-*")), "no half-written revision left behind"

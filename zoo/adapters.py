@@ -147,7 +147,6 @@ def read_adapter(folder: Path, meta: dict, layout: BaseLayout) -> AdapterWeights
             f"{where} was trained on base {meta['base_model']!r}, but this registry serves base {layout.base_id!r}; "
             f"load it with zoo.load({meta['base_model']!r}, adapter={name!r})"
         )
-    labels = tuple(meta["labels"])
     weights = LAST_LAYERS_WEIGHTS if kind == "last-layers" else PEFT_WEIGHTS
     check_safe_folder(folder, weights)
     try:

@@ -179,6 +179,39 @@ def eval_(
             typer.echo(f"{k:10} {v}")
 
 
+hub_app = typer.Typer(no_args_is_help=True, help="A Hugging Face Hub-compatible server for a team's adapters.")
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.command("serve")
+def hub_serve(
+    root: Path = typer.Option(..., help="folder holding the repos (created if missing)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8008, help="port to listen on"),
+    user: str = typer.Option("zoo", help="the user name that the token (from $ZOO_HUB_TOKEN) acts as"),
+):
+    """Serve a Hub at http://HOST:PORT for any Hugging Face tool (HF_ENDPOINT=...). Writes need
+    the token in $ZOO_HUB_TOKEN (read from the environment, never from the command line); without
+    it the server is read-only."""
+    import os
+
+    from .hub_server import serve
+
+    token = os.environ.get("ZOO_HUB_TOKEN")
+    try:
+        server = serve(root, host=host, port=port, tokens={token: user} if token else {}, quiet=False)
+    except OSError as e:
+        _fail(ZooError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port"))
+    typer.echo(f"serving {root} at {server.endpoint} ({'writes as ' + user if token else 'read-only: set ZOO_HUB_TOKEN'})")
+    typer.echo(f"use it with: HF_ENDPOINT={server.endpoint} HF_TOKEN=<the token> zoo push FOLDER --hub hf", err=True)
+    try:
+        import threading
+
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
 def main() -> None:
     app()
 

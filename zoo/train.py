@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
-from .card import render_card
+from .card import plot_training_curve, render_card
 from .errors import ZooError
 from .methods import load_base_classifier, prepare_for_training, save_trained
 from .metrics import classification_metrics, majority_baseline, official_name
@@ -220,6 +219,7 @@ def train(
 
     def build(folder: Path):
         weights = save_trained(trained, recipe.method, folder, tokenizer)
+        curve = "training_curve.png" if plot_training_curve(history, folder / "training_curve.png", recipe.name) else None
         efficiency["adapter_bytes"] = folder_size(folder, {weights})
         meta = {
             "format": "adapter-zoo/1",
@@ -239,6 +239,7 @@ def train(
             "recipe": recipe.to_dict(),
             "data_source": str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
             "history": history,
+            "training_curve": curve,
             "versions": versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
