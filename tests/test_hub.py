@@ -235,3 +235,22 @@ def test_zoo_hub_serve_shares_a_hub_over_http(published, tmp_path, home, tiny_be
         out, err = proc.communicate(timeout=10)
     OUTPUTS.append(out + err)
     assert TOKEN not in out + err and "serving" in out
+
+
+def test_card_parses_with_huggingface_hubs_own_parser(published, tiny_bert):
+    from huggingface_hub import ModelCard
+
+    folder = published["adapter_dir"]
+    meta = json.loads((folder / "zoo.json").read_text())
+    card = ModelCard((folder / "README.md").read_text())
+    data = card.data.to_dict()
+    assert data["base_model"] == str(tiny_bert) and data["library_name"] == "peft"
+    assert data["pipeline_tag"] == "text-classification" and data["license"] == "apache-2.0"
+    assert data["datasets"] == ["nyu-mll/glue"] and {"adapter-zoo", "glue-sst2", "lora"} <= set(data["tags"])
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    for key in ("accuracy", "macro_f1"):
+        assert results[key] == pytest.approx(round(meta["metrics"]["validation"][key], 4))
+    assert all(r.dataset_split == "validation" and r.dataset_name == "glue/sst2" for r in card.data.eval_results)
+    for section in ("## Results", "## Efficiency", "## Training curve", "## Hyperparameters", "## How to use",
+                    "PeftModel.from_pretrained", "zoo.load(", "## Intended use and limitations"):
+        assert section in card.text, section

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import jinja2
-import yaml
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss"}
@@ -94,5 +93,7 @@ def render_card(meta: dict, template: str = "adapter_card.md.j2") -> str:
     env.filters["pct"] = lambda x: f"{100 * float(x):.2f}"
     env.filters["mib"] = lambda b: f"{int(b) / 2**20:.1f} MiB"
     env.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
-    front = yaml.safe_dump(card_metadata(meta), sort_keys=False, allow_unicode=True).strip()
+    from .hub import card_yaml
+
+    front = card_yaml(card_metadata(meta)).strip()
     return env.get_template(template).render(front_matter=front, m=meta, r=meta["recipe"])

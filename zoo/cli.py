@@ -61,9 +61,11 @@ def train(
 def _publish(folder: Path, hub: Optional[str], repo_id: Optional[str], private: bool) -> None:
     from .hub import get_hub
 
+    if hub is None and (repo_id or private):
+        hub = "hf"  # a repo id or --private only make sense on the Hugging Face Hub
     backend = get_hub(hub)
-    if repo_id and backend.kind != "hf":
-        raise ZooError("--repo-id names a Hugging Face Hub repo; add --hub hf (the local hub was chosen: no token is configured)")
+    if (repo_id or private) and backend.kind != "hf":
+        raise ZooError("--repo-id and --private are for the Hugging Face Hub; drop them or use --hub hf")
     typer.echo(f"publishing to {backend.describe()} ...", err=True)
     pushed = backend.push(folder, repo_id=repo_id, private=private)
     typer.echo(f"published {pushed.name} (revision {pushed.revision}) to {backend.describe()}: {pushed.location}")

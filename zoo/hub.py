@@ -77,6 +77,30 @@ def get_hub(kind: str | None = None):
     return HFHub() if choose(kind) == "hf" else LocalBackend()
 
 
+def card_yaml(metadata: dict) -> str:
+    """A card's YAML front matter written by huggingface_hub's own ``ModelCardData`` and ``EvalResult``
+    (so the Hub, ``ModelCard.load`` and ``model_info().card_data.eval_results`` read back what we wrote).
+
+    ``metadata`` is the dict of ``zoo.card.card_metadata``; its ``model-index`` becomes eval results."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    data = dict(metadata)
+    index = data.pop("model-index", None) or []
+    results = []
+    for entry in index:
+        for result in entry.get("results", []):
+            task, dataset = result.get("task", {}), result.get("dataset", {})
+            for metric in result.get("metrics", []):
+                results.append(EvalResult(
+                    task_type=task["type"], task_name=task.get("name"), dataset_type=dataset["type"],
+                    dataset_name=dataset["name"], dataset_config=dataset.get("config"),
+                    dataset_split=dataset.get("split"), metric_type=metric["type"], metric_value=metric["value"],
+                    metric_name=metric.get("name"),
+                ))
+    card = ModelCardData(model_name=index[0]["name"] if index else None, eval_results=results or None, **data)
+    return card.to_yaml()
+
+
 def parse_repo(ref: str) -> tuple[str, str | None] | None:
     """``ORG/NAME[@REV]`` -> (repo id, revision); None if ``ref`` is not a repo id."""
     match = REPO_RE.match(ref)
