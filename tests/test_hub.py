@@ -254,3 +254,18 @@ def test_card_parses_with_huggingface_hubs_own_parser(published, tiny_bert):
     for section in ("## Results", "## Efficiency", "## Training curve", "## Hyperparameters", "## How to use",
                     "PeftModel.from_pretrained", "zoo.load(", "## Intended use and limitations"):
         assert section in card.text, section
+
+
+def test_private_repo_is_hidden_from_anonymous_readers(published, server):
+    import urllib.error
+    import urllib.request
+
+    env = published["env"]
+    run([ZOO, "push", str(published["adapter_dir"]), "--repo-id", "zoo-tester/secret-sst2", "--private"], env)
+    assert server.store.info("zoo-tester/secret-sst2")["private"] is True
+    anonymous = json.loads(urllib.request.urlopen(f"{server.endpoint}/api/models?filter=adapter-zoo", timeout=5).read())
+    assert "zoo-tester/secret-sst2" not in [m["id"] for m in anonymous]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{server.endpoint}/zoo-tester/secret-sst2/resolve/main/zoo.json", timeout=5)
+    assert e.value.code == 404
+    assert "zoo-tester/secret-sst2" in run([ZOO, "list", "--hub", "hf"], env).stdout
