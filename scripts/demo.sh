@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ZOO_DATA_DIR=${ZOO_DATA_DIR:-../shared/data}
-.venv/bin/zoo train recipes/sst2_lora.py --push "$@"
+.venv/bin/zoo train recipes/sst2_lora.py --push --hub local "$@"
 .venv/bin/python -c 'import zoo; print(zoo.load("sentence-transformers/all-MiniLM-L6-v2", adapter="sst2-lora").predict(["a gripping, beautifully acted film"]))'
