@@ -51,10 +51,19 @@ def test_train_push_eval_list_and_load(tiny_bert, shared_data, tmp_path, env):
     test = run(["eval", "sst2-lora", "--base", str(tiny_bert), "--split", "test", "--data-dir", str(mirror.parent), "--json"], env)
     assert json.loads(test.stdout.strip().splitlines()[-1])["n"] == 40
 
+    predicted = run(["predict", "a gripping film", "dull and far too long", "--base", str(tiny_bert),
+                     "--adapter", "sst2-lora", "--json"], env)
+    rows = json.loads(predicted.stdout.strip().splitlines()[-1])
+    assert [r["input"] for r in rows] == ["a gripping film", "dull and far too long"]
+    assert all(r["adapter"] == "sst2-lora" and set(r["scores"]) == {"negative", "positive"} for r in rows)
+    missing = run(["predict", "x", "--base", str(tiny_bert), "--adapter", "nope"], env, check=False)
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+
     code = f"import zoo; print(zoo.load({str(tiny_bert)!r}, adapter='sst2-lora').predict(['a gripping film'])[0]['label'])"
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] in ("negative", "positive")
+    assert proc.stdout.strip().splitlines()[-1] == rows[0]["label"]
 
 
 def test_tweeteval_eval_reports_official_metric(tiny_bert, shared_data, tmp_path, env):

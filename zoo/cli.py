@@ -181,6 +181,47 @@ def eval_(
             typer.echo(f"{k:10} {v}")
 
 
+@app.command()
+def predict(
+    texts: List[str] = typer.Argument(..., help="inputs; for a sentence-pair adapter write 'premise ||| hypothesis'"),
+    base: str = typer.Option(..., help="the base model the adapters were trained on"),
+    adapter: List[str] = typer.Option(..., "--adapter", help="adapter name or ORG/NAME[@REV]; repeat to compare"),
+    as_json: bool = typer.Option(False, "--json", help="end with one JSON line: a list of predictions"),
+):
+    """Predict with one or more adapters on their shared base (one mixed batch for all of them)."""
+    from .loading import load
+    from .registry import AdapterHandle
+
+    try:
+        handles = [load(base, adapter=a) for a in adapter]
+        inputs, names, owners = [], [], []
+        for handle in handles:
+            for text in texts:
+                if handle.is_pair:
+                    if " ||| " not in text:
+                        raise ZooError(f"{handle.name} is a sentence-pair task: write 'premise ||| hypothesis'")
+                    item = tuple(part.strip() for part in text.split(" ||| ", 1))
+                else:
+                    item = text
+                inputs.append(item)
+                names.append(handle.name)
+                owners.append(handle)
+        shared = all(isinstance(h, AdapterHandle) for h in handles) and len({id(h.zoo) for h in handles}) == 1
+        if shared:  # every adapter on one base: one mixed batch
+            rows = handles[0].zoo.predict(inputs, adapters=names)
+        else:
+            rows = [h.predict([x])[0] for h, x in zip(owners, inputs)]
+    except ZooError as e:
+        _fail(e)
+    out = []
+    for name, item, row in zip(names, inputs, rows):
+        text = " ||| ".join(item) if isinstance(item, tuple) else item
+        out.append({"adapter": name, "input": text, "label": row["label"], "score": row["score"], "scores": row["scores"]})
+        typer.echo(f"{name:28} {row['label']:16} {row['score']:.3f}  {text[:70]}")
+    if as_json:
+        typer.echo(json.dumps(out))
+
+
 hub_app = typer.Typer(no_args_is_help=True, help="A Hugging Face Hub-compatible server for a team's adapters.")
 app.add_typer(hub_app, name="hub")
 
