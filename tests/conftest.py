@@ -82,3 +82,20 @@ def quick_overrides(tiny_bert: Path, data_dir: Path, steps: int = 3) -> list[str
         "train.max_train_samples=48", "train.max_eval_samples=24", "train.batch_size=8", "train.eval_batch_size=16",
         "train.max_length=64", "train.logging_steps=1",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tiny_bert, tmp_path_factory) -> Path:
+    """A 2-layer RoBERTa (no pooler, a two-Linear head) with tiny_bert's word-level tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=600, pad_token_id=tokenizer.pad_token_id,
+                           type_vocab_size=2)
+    RobertaModel(config, add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -337,3 +337,22 @@ def test_adapter_with_unserved_feature_is_refused_by_the_registry_but_zoo_load_s
     with pytest.warns(UserWarning, match="base of its own"):
         handle = zoo.load(str(tiny_bert), adapter="sst2-dora")
     np.testing.assert_allclose(handle.logits(TEXTS), load_folder(dora).logits(TEXTS), atol=1e-6)
+
+
+def test_roberta_base_with_a_pooling_head_serves_every_method(tiny_roberta, tmp_path):
+    """RoBERTa: no pooler, a head (dense + out_proj) that pools token 0 itself, as roberta-large for MNLI."""
+    folders = {kind: make_adapter(str(tiny_roberta), tmp_path / kind, name=f"mnli-{kind}", method=kind,
+                                  labels=[f"l{i}" for i in range(n)], seed=k + 1)
+               for k, (kind, n) in enumerate([("lora", 3), ("ia3", 2), ("prompt-tuning", 4), ("p-tuning", 2),
+                                              ("prefix-tuning", 5), ("last-layers", 3)])}
+    z = Zoo(str(tiny_roberta), hub=LocalHub(tmp_path / "hub"))
+    alone = {}
+    for kind, folder in folders.items():
+        z.add(folder=folder)
+        alone[f"mnli-{kind}"] = load_folder(folder).logits(TEXTS)
+    names = [n for n in alone for _ in range(2)]
+    random.Random(2).shuffle(names)
+    idx = [i % len(TEXTS) for i in range(len(names))]
+    got = z.logits([TEXTS[i] for i in idx], adapters=names)
+    for name, i, row in zip(names, idx, got):
+        np.testing.assert_allclose(row, alone[name][i], atol=1e-5, err_msg=name)

@@ -216,7 +216,8 @@ class RoutedHead(nn.Module):
             raise RuntimeError("the shared base has no head of its own; predict through the registry")
         outs = [(seg, seg.adapter.head(x[seg.start:seg.stop])) for seg in route.segments]
         width = max(o.shape[-1] for _, o in outs)
-        y = x.new_zeros((*x.shape[:-1], width))
+        first = outs[0][1]  # heads may pool inside (RoBERTa's takes token 0): shape from their output
+        y = first.new_zeros((route.rows, *first.shape[1:-1], width))
         for seg, o in outs:
             y[seg.start:seg.stop, ..., :o.shape[-1]] = o
         return y
