@@ -82,7 +82,7 @@ class Zoo:
         layers = transformer_layers(model)
         block_paths = {}
         names = {id(m): n for n, m in model.named_modules()}
-        for i, layer in enumerate(layers):
+        for layer in layers:
             block_paths[names[id(layer)]] = layer
         head_params = {n.rsplit(".", 1)[0] for n in head_parameter_names(model) if not n.startswith(head_path + ".")}
         for mod_name, module in model.named_modules():
