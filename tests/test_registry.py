@@ -35,6 +35,25 @@ SPECS = [
 ]
 
 
+def run_threads(target, n: int) -> list:
+    """Run target(k) in n threads started together; returns the exceptions they raised."""
+    errors, barrier = [], threading.Barrier(n)
+
+    def wrapped(k):
+        try:
+            barrier.wait()
+            target(k)
+        except Exception as e:  # reported by the caller
+            errors.append(e)
+
+    threads = [threading.Thread(target=wrapped, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def inputs_for(name):
     return PAIRS if dict((s[0], s[3]) for s in SPECS)[name] else TEXTS
 
@@ -117,22 +136,12 @@ def test_eight_threads_never_see_each_others_adapters(registry):
         plans.append(plan)
     expected = [[registry.logits(inputs, adapters=names) for names, inputs in plan] for plan in plans]
     results: list = [None] * 8
-    errors = []
-    barrier = threading.Barrier(8)
 
     def worker(k):
-        try:
-            barrier.wait()
-            results[k] = [registry.logits(inputs, adapters=names) for names, inputs in plans[k]]
-        except Exception as e:  # reported below
-            errors.append(e)
+        results[k] = [registry.logits(inputs, adapters=names) for names, inputs in plans[k]]
 
     for _ in range(3):
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = run_threads(worker, 8)
         assert not errors, errors
         for k in range(8):
             for want, got in zip(expected[k], results[k]):
@@ -168,23 +177,14 @@ def test_eviction_under_concurrent_load_still_answers_right(tiny_bert, adapters,
     names = ["sst2-lora", "emotion-ia3", "sst2-last-layers"]
     for name in names:
         z.add(folder=adapters[name])
-    errors, barrier = [], threading.Barrier(4)
 
     def worker(k):
-        try:
-            barrier.wait()
-            for i in range(12):
-                name = names[(i + k) % 3]
-                got = np.stack(z.logits(TEXTS, adapter=name))
-                np.testing.assert_allclose(got, alone[name], atol=1e-5, err_msg=name)
-        except Exception as e:  # reported below
-            errors.append(e)
+        for i in range(12):
+            name = names[(i + k) % 3]
+            got = np.stack(z.logits(TEXTS, adapter=name))
+            np.testing.assert_allclose(got, alone[name], atol=1e-5, err_msg=name)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_threads(worker, 4)
     assert not errors, errors
     assert len(z.resident) <= 2 and z.stats["evictions"] > 0 and z.names == names
 

@@ -150,6 +150,9 @@ class Store:
     def read(self, repo_id: str, oid: str) -> bytes:
         return (self.repo(repo_id) / "blobs" / oid).read_bytes()
 
+    def size(self, repo_id: str, oid: str) -> int:
+        return (self.repo(repo_id) / "blobs" / oid).stat().st_size
+
     def commit(self, repo_id: str, parent: str | None, title: str, adds: dict[str, bytes],
                deletes: list[str], deleted_folders: list[str]) -> str:
         with self._lock:
@@ -385,7 +388,7 @@ class Handler(BaseHTTPRequestHandler):
         store = self.server.store
         files = store.files(repo_id, sha)
         chosen = files if paths is None else {p: files[p] for p in paths if p in files}
-        return [{"type": "file", "path": p, "size": len(store.read(repo_id, oid)), "oid": oid}
+        return [{"type": "file", "path": p, "size": store.size(repo_id, oid), "oid": oid}
                 for p, oid in sorted(chosen.items())]
 
     def tree(self, query, repo_id, rev, sub=""):
@@ -416,7 +419,7 @@ class Handler(BaseHTTPRequestHandler):
             paths = json.loads(raw or b"{}").get("paths", [])
         else:
             paths = parse_qs(raw.decode()).get("paths", [])
-        paths = [p for value in ([paths] if isinstance(paths, str) else paths) for p in [value]]
+        paths = [paths] if isinstance(paths, str) else paths
         self._json(self._entries(repo_id, sha, paths))
 
     def refs(self, query, repo_id):

@@ -22,6 +22,25 @@ from .methods import load_trained
 from .sources import resolve_model
 
 
+def check_input(i: int, item, name: str, is_pair: bool) -> None:
+    """One input fits its adapter's task: a string, or a (premise, hypothesis) pair of strings."""
+    if is_pair:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise BadInput(f"input {i}: {name} is a sentence-pair task; pass (premise, hypothesis) tuples")
+    elif not isinstance(item, str):
+        raise BadInput(f"input {i}: {name} expects a string, got {type(item).__name__}")
+
+
+def predictions(labels, logits) -> list[dict]:
+    """``{"label", "score", "scores"}`` per row of logits (each row as long as ``labels``)."""
+    out = []
+    for row in logits:
+        probs = torch.softmax(torch.as_tensor(np.asarray(row, dtype=np.float32)), dim=-1).numpy()
+        out.append({"label": labels[int(probs.argmax())], "score": float(probs.max()),
+                    "scores": {name: float(p) for name, p in zip(labels, probs)}})
+    return out
+
+
 class AdapterModel:
     """One published adapter on its base, ready to predict."""
 
@@ -47,12 +66,7 @@ class AdapterModel:
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"predict() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
         for i, item in enumerate(inputs):
-            if self.is_pair:
-                ok = isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item)
-                if not ok:
-                    raise BadInput(f"input {i}: {self.name} is a sentence-pair task; pass (premise, hypothesis) tuples")
-            elif not isinstance(item, str):
-                raise BadInput(f"input {i}: expected a string, got {type(item).__name__}")
+            check_input(i, item, self.name, self.is_pair)
 
     def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
@@ -76,13 +90,7 @@ class AdapterModel:
 
     def predict(self, inputs, *, batch_size: int = 32) -> list[dict]:
         """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``."""
-        logits = self.logits(inputs, batch_size=batch_size)
-        probs = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
-        return [
-            {"label": self.labels[int(row.argmax())], "score": float(row.max()),
-             "scores": {name: float(p) for name, p in zip(self.labels, row)}}
-            for row in probs
-        ]
+        return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
 
 
 def load_folder(folder: str | Path, *, base: str | None = None) -> AdapterModel:

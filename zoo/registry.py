@@ -31,6 +31,7 @@ from torch import nn
 
 from .adapters import AdapterWeights, BaseLayout, read_adapter
 from .errors import AdapterNotFound, BadInput, ZooError
+from .loading import check_input, predictions
 from .local_hub import LocalHub, read_meta
 from .methods import head_parameter_names, load_base_classifier, transformer_layers
 from .routing import Route, RoutedBlock, RoutedHead, RoutedLinear, Segment, routed
@@ -218,18 +219,19 @@ class Zoo:
             return weights
 
     # ----------------------------------------------------------------------------- prediction
-    def _check_inputs(self, inputs, adapters: list[AdapterWeights]) -> None:
-        for i, (item, a) in enumerate(zip(inputs, adapters)):
-            if a.is_pair:
-                ok = isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item)
-                if not ok:
-                    raise BadInput(f"input {i}: {a.name} is a sentence-pair task; pass (premise, hypothesis) tuples")
-            elif not isinstance(item, str):
-                raise BadInput(f"input {i}: {a.name} expects a string, got {type(item).__name__}")
-
     def logits(self, inputs: Sequence, *, adapter: str | None = None, adapters: Sequence[str] | None = None,
                batch_size: int = 32) -> list[np.ndarray]:
         """Raw logits per input (each as long as its adapter's label set)."""
+        return self._run(inputs, adapter, adapters, batch_size)[1]
+
+    def predict(self, inputs: Sequence, *, adapter: str | None = None, adapters: Sequence[str] | None = None,
+                batch_size: int = 32) -> list[dict]:
+        """Per input: ``{"label", "score", "scores", "adapter"}``, each input with its own adapter."""
+        rows, logits = self._run(inputs, adapter, adapters, batch_size)
+        return [{**predictions(a.labels, [row])[0], "adapter": a.key} for a, row in zip(rows, logits)]
+
+    def _run(self, inputs, adapter, adapters, batch_size) -> tuple[list[AdapterWeights], list[np.ndarray]]:
+        """Each input's adapter (resolved once, held for the request) and its logits."""
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"inputs must be a list, got {type(inputs).__name__}; wrap one input in a list")
         if (adapter is None) == (adapters is None):
@@ -241,7 +243,8 @@ class Zoo:
             raise BadInput("batch_size must be at least 1")
         resolved = {n: self._get(n) for n in dict.fromkeys(names)}  # held for the whole request
         rows = [resolved[n] for n in names]
-        self._check_inputs(inputs, rows)
+        for i, (item, a) in enumerate(zip(inputs, rows)):
+            check_input(i, item, a.key, a.is_pair)
         out: list[np.ndarray | None] = [None] * len(inputs)
         groups: dict[tuple, list[int]] = {}
         for i, a in enumerate(rows):
@@ -252,25 +255,7 @@ class Zoo:
                 chunk = idx[start:start + batch_size]
                 for i, row in zip(*self._forward(group, chunk, inputs, rows)):
                     out[i] = row
-        return out  # type: ignore[return-value]
-
-    def predict(self, inputs: Sequence, *, adapter: str | None = None, adapters: Sequence[str] | None = None,
-                batch_size: int = 32) -> list[dict]:
-        """Per input: ``{"label", "score", "scores", "adapter"}``, each input with its own adapter."""
-        logits = self.logits(inputs, adapter=adapter, adapters=adapters, batch_size=batch_size)
-        names = [adapter] * len(logits) if adapter is not None else list(adapters)
-        out = []
-        for name, row in zip(names, logits):
-            labels = self._resident_labels(name)
-            probs = torch.softmax(torch.from_numpy(row), dim=-1).numpy()
-            out.append({"label": labels[int(probs.argmax())], "score": float(probs.max()),
-                        "scores": {lab: float(p) for lab, p in zip(labels, probs)}, "adapter": name})
-        return out
-
-    def _resident_labels(self, name: str) -> tuple[str, ...]:
-        with self._lock:
-            weights = self._resident.get(name)
-        return weights.labels if weights is not None else self._get(name).labels
+        return rows, out  # type: ignore[return-value]
 
     def _encode(self, chunk, inputs, rows):
         """Tokenize each row with its adapter's max_length, then pad the chunk together."""
@@ -418,11 +403,7 @@ class AdapterHandle:
 
     def predict(self, inputs, *, batch_size: int = 32) -> list[dict]:
         """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``."""
-        logits = self.logits(inputs, batch_size=batch_size)
-        labels = self.labels
-        probs = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
-        return [{"label": labels[int(r.argmax())], "score": float(r.max()),
-                 "scores": {lab: float(p) for lab, p in zip(labels, r)}} for r in probs]
+        return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
 
     def __repr__(self):
         meta = self.meta
