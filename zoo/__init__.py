@@ -27,7 +27,10 @@ from .errors import (  # noqa: E402
     UnsafeAdapter,
     ZooError,
 )
-from .recipe import FullFineTuning, LastLayers, Recipe, TrainArgs, apply_overrides, load_recipe  # noqa: E402
+from .prompts import ALPACA, ALPACA_NO_INPUT, PromptFormat  # noqa: E402
+from .recipe import (  # noqa: E402
+    FullFineTuning, GenerationArgs, InContext, LastLayers, Recipe, TrainArgs, apply_overrides, load_recipe,
+)
 
 
 def load(base: str, *, adapter: str, hub=None):
@@ -62,7 +65,8 @@ def train(recipe, **kwargs):
 
 
 __all__ = [
-    "Zoo", "list_adapters", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "load_recipe", "apply_overrides", "load", "train",
+    "Zoo", "list_adapters", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "InContext", "GenerationArgs",
+    "PromptFormat", "ALPACA", "ALPACA_NO_INPUT", "load_recipe", "apply_overrides", "load", "train",
     "ZooError", "RecipeError", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
     "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "BadInput",
 ]

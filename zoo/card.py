@@ -16,29 +16,48 @@ from pathlib import Path
 import jinja2
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
-METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss"}
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss",
+                "perplexity": "Answer perplexity", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
+                "no_answer_rate": "No-answer rate"}
+PIPELINES = {"text-classification": "Text Classification", "text-generation": "Text Generation",
+             "summarization": "Summarization"}
+
+
+def headline_metric(validation: dict) -> tuple[str, float] | None:
+    """The one figure a catalogue shows per entry: accuracy, else ROUGE-L, else answer perplexity."""
+    for key, name in (("accuracy", "accuracy"), ("rougeL", "ROUGE-L"), ("perplexity", "perplexity")):
+        if isinstance(validation.get(key), (int, float)):
+            return name, float(validation[key])
+    return None
 
 
 def card_metadata(meta: dict) -> dict:
     """The card's YAML front matter as a dict."""
     recipe = meta["recipe"]
     validation = meta["metrics"]["validation"]
-    hub_dataset = {"glue": "nyu-mll/glue", "tweet_eval": "cardiffnlp/tweet_eval"}.get(meta["task"].split("/")[0])
+    from .tasks import TASKS
+
+    task = TASKS.get(meta["task"])
+    hub_dataset = task.hub_dataset if task else None
+    pipeline = task.pipeline_tag if task else "text-classification"
+    if meta.get("task_type") == "CAUSAL_LM" and pipeline == "text-classification":
+        pipeline = "text-generation"  # labels read from generated words (verbalizer)
     metrics = [
         {"type": key, "value": round(float(validation[key]), 4), "name": f"{METRIC_NAMES[key]} (validation)"}
-        for key in ("accuracy", "macro_f1", "official") if key in validation
+        for key in ("accuracy", "macro_f1", "official", "no_answer_rate", "rouge1", "rouge2", "rougeL", "perplexity")
+        if key in validation
     ]
     return {
         "base_model": meta["base_model"],
-        "library_name": "transformers" if meta["method"] == "full" else "peft",
-        "pipeline_tag": "text-classification",
+        "library_name": "transformers" if meta["method"] in ("full", "icl") else "peft",
+        "pipeline_tag": pipeline,
         "license": "apache-2.0",
         "datasets": [hub_dataset] if hub_dataset else [],
         "tags": ["adapter-zoo", meta["task"].replace("/", "-"), meta["method"]],
         "model-index": [{
             "name": meta["name"],
             "results": [{
-                "task": {"type": "text-classification", "name": "Text Classification"},
+                "task": {"type": pipeline, "name": PIPELINES[pipeline]},
                 "dataset": {"name": meta["task"], "type": hub_dataset or meta["task"],
                             "config": meta["task"].split("/")[-1], "split": "validation"},
                 "metrics": metrics,
@@ -84,7 +103,9 @@ def plot_training_curve(history: list[dict], path: Path, title: str = "") -> boo
     return True
 
 
-def render_card(meta: dict, template: str = "adapter_card.md.j2") -> str:
+def render_card(meta: dict, template: str | None = None) -> str:
+    if template is None:
+        template = "causal_card.md.j2" if meta.get("task_type") == "CAUSAL_LM" else "adapter_card.md.j2"
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,

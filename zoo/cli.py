@@ -44,10 +44,19 @@ def train(
         result = run(r, output_dir=output_dir, resume=resume, progress=progress)
         if not result.main_process:
             return
-        m, b, e = result.metrics, result.baseline["majority"], result.efficiency
-        typer.echo(f"validation: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, loss {m['loss']:.4f}"
-                   + (f", official {m['official']:.4f}" if "official" in m else "")
-                   + f" (majority baseline accuracy {b['accuracy']:.4f})")
+        m, e = result.metrics, result.efficiency
+        if "perplexity" in m:  # causal LMs: answer perplexity against the untouched base model
+            typer.echo(f"validation: answer perplexity {m['perplexity']:.3f} "
+                       f"(base model {result.baseline['base_model']['perplexity']:.3f})"
+                       + (f", accuracy {m['accuracy']:.4f}, no answer {m['no_answer_rate']:.4f}" if "accuracy" in m else "")
+                       + (f", ROUGE-1/2/L {m['rouge1']:.4f}/{m['rouge2']:.4f}/{m['rougeL']:.4f}" if "rouge1" in m else "")
+                       + (f" (majority baseline accuracy {result.baseline['majority']['accuracy']:.4f})"
+                          if "majority" in result.baseline and "accuracy" in m else ""))
+        else:
+            b = result.baseline["majority"]
+            typer.echo(f"validation: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, loss {m['loss']:.4f}"
+                       + (f", official {m['official']:.4f}" if "official" in m else "")
+                       + f" (majority baseline accuracy {b['accuracy']:.4f})")
         typer.echo(f"trainable {e['trainable_params']:,} / {e['total_params']:,} params "
                    f"({100 * e['trainable_ratio']:.2f} %), {e['train_seconds']:.1f} s, "
                    f"{e['train_examples_per_second']:.1f} ex/s, adapter {e['adapter_bytes'] / 2**20:.2f} MiB")
@@ -140,10 +149,12 @@ def list_(
     if not rows:
         typer.echo("no adapters published yet; run `zoo train RECIPE --push`")
         return
-    typer.echo(f"{'name':28} {'method':14} {'task':28} {'accuracy':>8} {'trainable':>12}  base / where")
+    from .card import headline_metric
+
+    typer.echo(f"{'name':28} {'method':14} {'task':28} {'headline metric':>22} {'trainable':>12}  base / where")
     for r in rows:
-        acc = r["metrics"]["validation"].get("accuracy")
-        acc_text = f"{acc:8.4f}" if isinstance(acc, (int, float)) else f"{'-':>8}"
+        headline = headline_metric(r["metrics"].get("validation", {}))
+        acc_text = f"{headline[0]:>13} {headline[1]:8.4f}" if headline else f"{'-':>22}"
         params = r["efficiency"].get("trainable_params")
         params_text = f"{params:12,}" if isinstance(params, int) else f"{'-':>12}"
         where = r.get("repo_id") or r["base_model"]
@@ -206,20 +217,62 @@ def predict(
                 inputs.append(item)
                 names.append(handle.name)
                 owners.append(handle)
+        causal = any(h.meta.get("task_type") == "CAUSAL_LM" for h in handles)
         shared = all(isinstance(h, AdapterHandle) for h in handles) and len({id(h.zoo) for h in handles}) == 1
-        if shared:  # every adapter on one base: one mixed batch
+        if shared and not causal:  # every classifier on one base: one mixed batch
             rows = handles[0].zoo.predict(inputs, adapters=names)
-        else:
-            rows = [h.predict([x])[0] for h, x in zip(owners, inputs)]
+        else:  # causal entries answer in words (verbalizer) or text, one adapter at a time
+            rows = []
+            for h in handles:
+                mine = [x for x, o in zip(inputs, owners) if o is h]
+                if h.meta.get("task_type") == "CAUSAL_LM" and not h.labels:
+                    rows += [{"label": None, "text": t} for t in h.generate(mine)]
+                else:
+                    rows += h.predict(mine)
     except ZooError as e:
         _fail(e)
     out = []
     for name, item, row in zip(names, inputs, rows):
         text = " ||| ".join(item) if isinstance(item, tuple) else item
-        out.append({"adapter": name, "input": text, "label": row["label"], "score": row["score"], "scores": row["scores"]})
-        typer.echo(f"{name:28} {row['label']:16} {row['score']:.3f}  {text[:70]}")
+        out.append({"adapter": name, "input": text, **{k: row[k] for k in ("label", "score", "scores", "text") if k in row}})
+        if "score" in row:
+            typer.echo(f"{name:28} {row['label']:16} {row['score']:.3f}  {text[:70]}")
+        else:
+            typer.echo(f"{name:28} {str(row['label'] or ('(no answer)' if 'no_answer' in row else '')):16} "
+                       f"{text[:40]!r} -> {row['text'][:80]!r}")
     if as_json:
         typer.echo(json.dumps(out))
+
+
+@app.command()
+def generate(
+    texts: List[str] = typer.Argument(..., help="inputs: instructions, articles, reviews (the adapter's prompt wraps them)"),
+    base: str = typer.Option(..., help="the base model the adapter was trained on"),
+    adapter: str = typer.Option(..., "--adapter", help="causal adapter name or ORG/NAME[@REV]"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="default: the adapter's recipe"),
+    num_beams: Optional[int] = typer.Option(None, help="beam search width"),
+    do_sample: Optional[bool] = typer.Option(None, "--sample/--greedy", help="sample instead of greedy/beam decoding"),
+    temperature: Optional[float] = typer.Option(None),
+    top_p: Optional[float] = typer.Option(None),
+    top_k: Optional[int] = typer.Option(None),
+    as_json: bool = typer.Option(False, "--json", help="end with one JSON line: the generated texts"),
+):
+    """Generate with a causal adapter (instruction tuning, summarization, in-context prompts)."""
+    from .loading import load
+
+    settings = {k: v for k, v in dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample,
+                                      temperature=temperature, top_p=top_p, top_k=top_k).items() if v is not None}
+    try:
+        handle = load(base, adapter=adapter)
+        if handle.meta.get("task_type") != "CAUSAL_LM":
+            raise ZooError(f"{adapter} is a classifier; use `zoo predict`")
+        outputs = handle.generate(list(texts), **settings)
+    except ZooError as e:
+        _fail(e)
+    for text, output in zip(texts, outputs):
+        typer.echo(f"> {text}\n{output}\n")
+    if as_json:
+        typer.echo(json.dumps([{"input": t, "text": o} for t, o in zip(texts, outputs)]))
 
 
 hub_app = typer.Typer(no_args_is_help=True, help="A Hugging Face Hub-compatible server for a team's adapters.")

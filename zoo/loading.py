@@ -68,8 +68,31 @@ class AdapterModel:
         for i, item in enumerate(inputs):
             check_input(i, item, self.name, self.is_pair)
 
+    @property
+    def is_causal(self) -> bool:
+        return self.meta.get("task_type") == "CAUSAL_LM"
+
+    def generate(self, inputs, *, batch_size: int = 8, progress: bool = False, **generation) -> list[str]:
+        """Causal entries: the generated answer per input, prompted as the entry was trained.
+
+        ``generation`` overrides the entry's settings: max_new_tokens, do_sample, num_beams,
+        temperature, top_p, top_k, repetition_penalty."""
+        from .causal import generate_texts
+        from .prompts import render_inputs
+
+        if not self.is_causal:
+            raise BadInput(f"{self.name} is a classifier; use predict()")
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
+        prompts = render_inputs(self.meta, self.tokenizer, inputs)
+        return generate_texts(self.model, self.tokenizer, prompts, max_length=self.meta["max_length"],
+                              settings=self.meta.get("generation", {}), batch_size=batch_size, progress=progress,
+                              desc=self.name, **generation)
+
     def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
+        if self.is_causal:
+            raise BadInput(f"{self.name} is a causal-LM entry: it has no logits per label; use predict() or generate()")
         self._check(inputs)
         if len(inputs) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
@@ -89,7 +112,15 @@ class AdapterModel:
         return out
 
     def predict(self, inputs, *, batch_size: int = 32) -> list[dict]:
-        """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``."""
+        """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``.
+
+        Causal classification entries answer in words: ``{"label": name or None, "text", "no_answer"}``."""
+        if self.is_causal:
+            from .prompts import answer
+
+            if not self.labels:
+                raise BadInput(f"{self.name} generates text ({self.meta['task']}); use generate()")
+            return [answer(self.meta, text) for text in self.generate(inputs, batch_size=min(batch_size, 16))]
         return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
 
 
@@ -157,6 +188,16 @@ def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=Non
 
     task = get_task(handle.meta["task"])
     ds = load_split(task, split, data_dir=data_dir, max_samples=max_samples)
+    if handle.meta.get("task_type") == "CAUSAL_LM":
+        from .train_causal import score_generations
+
+        if not (task.labels or task.kind == "summarization"):
+            raise BadInput(f"{handle.name}: {task.kind} entries are measured by answer perplexity, at training time "
+                           f"(in zoo.json); zoo eval scores classification and summarization entries")
+        rows = [ds[i] for i in range(ds.num_rows)]
+        fields = [f for f in task.fields]
+        texts = handle.generate([{f: r[f] for f in fields} for r in rows], batch_size=min(batch_size, 16), progress=progress)
+        return score_generations(task, handle.meta, texts, rows)
     inputs = list(zip(ds["text"], ds["text_pair"])) if task.is_pair else ds["text"]
     logits = handle.logits(inputs, batch_size=batch_size, progress=progress)
     return classification_metrics(logits, np.asarray(ds["label"]), task)

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import AdapterBaseMismatch, RecipeError, UnsafeAdapter
-from .recipe import FullFineTuning, LastLayers, method_name
+from .recipe import FullFineTuning, InContext, LastLayers, method_name
 from .sources import ResolvedModel
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -28,8 +28,10 @@ FULL_WEIGHTS = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=None):
-    """The base model with a fresh classification head for ``labels``; its tokenizer with a pad token."""
+def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=None, quantization=None):
+    """The base model with a fresh classification head for ``labels``; its tokenizer with a pad token.
+
+    ``quantization`` (a BitsAndBytesConfig): the base in 4-bit for QLoRA, the head in full precision."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -37,7 +39,15 @@ def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its "classifier newly initialized" report is expected: the head is ours
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        if quantization is not None:
+            from functools import partial
+
+            from .quantization import load_4bit
+
+            load = partial(load_4bit, AutoModelForSequenceClassification, quantization=quantization)
+        else:
+            load = AutoModelForSequenceClassification.from_pretrained
+        model = load(
             base.path,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
@@ -70,14 +80,35 @@ def head_parameter_names(model) -> list[str]:
     return [n for n, _ in model.named_parameters() if not n.startswith(prefix + ".") or ".pooler." in n]
 
 
-def prepare_for_training(model, method):
-    """Wrap or unfreeze ``model`` for ``method``; returns the model to hand to the Trainer."""
+def causal_trained_names(model, num_layers: int) -> list[str]:
+    """Last-layers on a causal LM: the top blocks and the final norm; never embeddings (tied to the LM head)."""
+    layers = transformer_layers(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    chosen = [names[id(p)] for layer in (layers[len(layers) - num_layers:] if num_layers else []) for p in layer.parameters()]
+    in_layers = {id(p) for p in layers.parameters()}
+    embeddings = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    prefix = model.base_model_prefix + "."
+    chosen += [n for n, p in model.named_parameters()
+               if n.startswith(prefix) and id(p) not in in_layers and id(p) not in embeddings]  # e.g. model.norm
+    return chosen
+
+
+def prepare_for_training(model, method, task_type: str = "SEQ_CLS", *, quantized: bool = False):
+    """Wrap or unfreeze ``model`` for ``method``; returns the model to hand to the Trainer.
+
+    ``task_type`` is PEFT's: "SEQ_CLS" (a classification head) or "CAUSAL_LM" (generation).
+    ``quantized``: a 4-bit base (QLoRA), readied with PEFT's ``prepare_model_for_kbit_training``."""
     name = method_name(method)
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        # Casts norms to float32 and enables input gradients; no gradient checkpointing (small models, CPU).
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if isinstance(method, PeftConfig):
         if method.task_type is None:
-            method = dataclasses.replace(method, task_type=TaskType.SEQ_CLS)
-        elif method.task_type != TaskType.SEQ_CLS:  # TaskType is a str enum: "SEQ_CLS" compares equal
-            raise RecipeError(f"method.task_type is {method.task_type!r}; classification recipes need SEQ_CLS")
+            method = dataclasses.replace(method, task_type=TaskType(task_type))
+        elif method.task_type != task_type:  # TaskType is a str enum: "SEQ_CLS" compares equal
+            raise RecipeError(f"method.task_type is {method.task_type!r}; this recipe needs {task_type}")
         try:
             return get_peft_model(model, method)
         except ValueError as e:
@@ -92,18 +123,22 @@ def prepare_for_training(model, method):
             raise RecipeError(f"method.num_layers={method.num_layers} but the base has only {len(layers)} layers")
         for p in model.parameters():
             p.requires_grad_(False)
+        params = dict(model.named_parameters())
+        if task_type == "CAUSAL_LM":
+            for n in causal_trained_names(model, method.num_layers):
+                params[n].requires_grad_(True)
+            return model
         for layer in layers[len(layers) - method.num_layers:] if method.num_layers else []:
             for p in layer.parameters():
                 p.requires_grad_(True)
-        params = dict(model.named_parameters())
         for n in head_parameter_names(model):
             params[n].requires_grad_(True)
         return model
     raise RecipeError(f"method {name} has no training setup")  # unreachable: method_name() rejects others
 
 
-def save_trained(model, method, folder: Path, tokenizer) -> str:
-    """Write the trained weights into ``folder``; returns the weights file name."""
+def save_trained(model, method, folder: Path, tokenizer) -> str | None:
+    """Write the trained weights into ``folder``; returns the weights file name (None: no weights)."""
     if isinstance(method, PeftConfig):
         model.save_pretrained(folder, safe_serialization=True)
         return PEFT_WEIGHTS
@@ -111,14 +146,28 @@ def save_trained(model, method, folder: Path, tokenizer) -> str:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
         return FULL_WEIGHTS
+    if isinstance(method, InContext):
+        return None  # a prompt, not weights: zoo.json holds it
     trained = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
     save_file(trained, str(folder / LAST_LAYERS_WEIGHTS), metadata={"format": "pt", "zoo_method": "last-layers"})
     return LAST_LAYERS_WEIGHTS
 
 
-def check_safe_folder(folder: Path, weights: str) -> None:
-    """Refuse pickled weights and missing or unreadable safetensors before anything is loaded."""
+def is_causal(meta: dict) -> bool:
+    """A causal-LM entry (generation, verbalizer classification, in-context learning), not a classifier."""
+    return meta.get("task_type") == "CAUSAL_LM"
+
+
+def check_safe_folder(folder: Path, weights: str | None) -> None:
+    """Refuse pickled weights and missing or unreadable safetensors before anything is loaded.
+
+    ``weights`` None: an entry without weights (in-context learning), which must hold none at all."""
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if weights is None:
+        stray = pickles + sorted(p.name for p in folder.iterdir() if p.suffix == ".safetensors")
+        if stray:
+            raise UnsafeAdapter(f"{folder}: zoo.json declares no weights but the folder holds {', '.join(stray)}")
+        return
     if not (folder / weights).is_file():
         extra = f"; it holds pickled weights ({', '.join(pickles)}), which the zoo never loads" if pickles else ""
         raise UnsafeAdapter(f"adapter folder {folder} has no {weights}{extra}; re-save it with safetensors")
@@ -145,9 +194,18 @@ def load_trained(base: ResolvedModel, folder: Path, meta: dict, *, dtype=None):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model.eval(), tokenizer
+    if is_causal(meta):
+        from .causal import load_base_causal
+
+        if kind == "icl":  # a prompt on the bare base: no weights to check or load
+            model, tokenizer = load_base_causal(base, dtype=dtype)
+            return model.eval(), tokenizer
     weights = LAST_LAYERS_WEIGHTS if kind == "last-layers" else PEFT_WEIGHTS
     check_safe_folder(folder, weights)
-    model, tokenizer = load_base_classifier(base, labels, dtype=dtype)
+    if is_causal(meta):
+        model, tokenizer = load_base_causal(base, dtype=dtype)  # QLoRA adapters too: served on the full-precision base
+    else:
+        model, tokenizer = load_base_classifier(base, labels, dtype=dtype)
     if kind == "last-layers":
         state = load_file(str(folder / weights))
         own = dict(model.named_parameters())

@@ -31,6 +31,7 @@ from peft import (
 )
 
 from .errors import RecipeError, UnknownMethod
+from .prompts import PromptFormat
 
 _KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -51,7 +52,14 @@ class LastLayers:
             raise RecipeError(f"method.num_layers must be an integer >= 0, got {self.num_layers!r}")
 
 
-# PEFT's own config classes, and the zoo's two non-PEFT baselines, by the method's short name.
+@dataclass
+class InContext:
+    """Baseline: no training; the base model answers from its prompt (zero-shot, or k-shot with
+    ``prompt.shots`` solved training examples, and an optional persona in ``prompt.system``)."""
+
+
+# PEFT's own config classes, and the zoo's non-PEFT baselines, by the method's short name.
+# "qlora" is LoraConfig on a 4-bit base: a recipe with LoraConfig and `quantization=` set.
 METHODS: dict[str, type] = {
     "lora": LoraConfig,
     "ia3": IA3Config,
@@ -60,6 +68,7 @@ METHODS: dict[str, type] = {
     "prefix-tuning": PrefixTuningConfig,
     "full": FullFineTuning,
     "last-layers": LastLayers,
+    "icl": InContext,
 }
 
 
@@ -93,6 +102,8 @@ class TrainArgs:
     max_length: int = field(default=128, metadata={"help": "tokens per example after truncation"})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "train on a seeded sample; None: all"})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "evaluate on a sample; None: all"})
+    max_generate_samples: int = field(
+        default=200, metadata={"help": "causal LMs: validation examples answered by generation (accuracy, ROUGE)"})
     max_steps: int = field(default=-1, metadata={"help": "stop after N optimiser steps; -1: run all epochs"})
     group_by_length: bool = field(
         default=True, metadata={"help": "batch examples of similar length together (less padding, faster)"}
@@ -116,6 +127,28 @@ class TrainArgs:
 
 
 @dataclass
+class GenerationArgs:
+    """How causal LMs generate, in evaluation and for users of the published adapter (transformers' generate)."""
+
+    max_new_tokens: int = field(default=64, metadata={"help": "tokens generated at most per answer"})
+    do_sample: bool = field(default=False, metadata={"help": "sample (with temperature/top_p/top_k) instead of greedy/beam"})
+    num_beams: int = field(default=1, metadata={"help": "beam search width; 1: greedy or sampling"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with do_sample)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (with do_sample)"})
+    top_k: int = field(default=50, metadata={"help": "sample from the k most likely tokens (with do_sample)"})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "penalise repeated tokens; 1.0: off"})
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1 or self.num_beams < 1:
+            raise RecipeError(f"generation.max_new_tokens and generation.num_beams must be >= 1, got {self.max_new_tokens}, {self.num_beams}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.repetition_penalty <= 0:
+            raise RecipeError("generation: temperature > 0, 0 < top_p <= 1, top_k >= 0 and repetition_penalty > 0 are required")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class Recipe:
     """One adapter to train: which base, which task, which method, how."""
 
@@ -129,29 +162,71 @@ class Recipe:
         default=None, metadata={"help": "local data mirror folder; None: $ZOO_DATA_DIR, else the Hub"}
     )
     description: str = field(default="", metadata={"help": "one line for the card (the recipe's docstring)"})
+    prompt: Optional[PromptFormat] = field(
+        default=None, metadata={"help": "causal LMs: how an example becomes a prompt (generation tasks and verbalizers)"})
+    verbalizer: Optional[dict] = field(
+        default=None, metadata={"help": "causal classification: label -> answer word(s); None: the label names"})
+    generation: GenerationArgs = field(default_factory=GenerationArgs, metadata={"help": "generation settings"})
+    quantization: Any = field(
+        default=None, metadata={"help": "a transformers BitsAndBytesConfig: train LoRA over a 4-bit base (QLoRA)"})
 
     def __post_init__(self):
         from .tasks import get_task  # late: tasks imports datasets
 
         if not isinstance(self.name, str) or not _KEBAB.match(self.name):
             raise RecipeError(f"name must be kebab case like 'sst2-lora', got {self.name!r}")
-        method = method_name(self.method)
+        method = self.method_name
         if not self.name.endswith("-" + method):
             raise RecipeError(f"name {self.name!r} must end with the method, '-{method}' (names are <task>-<method>)")
         if not isinstance(self.base_model, str) or not self.base_model:
             raise RecipeError(f"base_model must be a Hub id or a folder, got {self.base_model!r}")
-        get_task(self.task)
+        task = get_task(self.task)
         if not isinstance(self.train, TrainArgs):
             raise RecipeError(f"train must be TrainArgs(...), got {type(self.train).__name__}")
+        if self.prompt is not None and not isinstance(self.prompt, PromptFormat):
+            raise RecipeError(f"prompt must be PromptFormat(...), got {type(self.prompt).__name__}")
+        if not isinstance(self.generation, GenerationArgs):
+            raise RecipeError(f"generation must be GenerationArgs(...), got {type(self.generation).__name__}")
+        if self.quantization is not None:
+            from transformers import BitsAndBytesConfig
+
+            if not isinstance(self.quantization, BitsAndBytesConfig) or not self.quantization.load_in_4bit:
+                raise RecipeError("quantization must be BitsAndBytesConfig(load_in_4bit=True, ...) (QLoRA)")
+            if not isinstance(self.method, LoraConfig):
+                raise RecipeError(f"quantization (QLoRA) goes with LoraConfig, not {type(self.method).__name__}")
+        if self.causal:
+            if self.prompt is None:
+                raise RecipeError(f"{self.name}: a causal-LM recipe needs prompt=PromptFormat(template=...) "
+                                  f"over the task's fields {list(task.fields)}")
+            unknown = [f for f in self.prompt.fields if f not in task.fields]
+            if unknown:
+                raise RecipeError(f"prompt.template uses {unknown}; task {task.name} has fields {list(task.fields)}")
+            if isinstance(self.method, FullFineTuning):
+                raise RecipeError("full fine-tuning of causal LMs is not a zoo method; use last-layers or a PEFT method")
+        elif self.verbalizer is not None or self.prompt is not None:
+            raise RecipeError("prompt/verbalizer are for causal LMs: use a PEFT config with task_type='CAUSAL_LM' or InContext()")
+        if self.verbalizer is not None:
+            if task.is_generation or set(self.verbalizer) != set(task.labels):
+                raise RecipeError(f"verbalizer must map every label of {task.name} {list(task.labels)} to a word")
 
     @property
     def method_name(self) -> str:
-        return method_name(self.method)
+        name = method_name(self.method)
+        return "qlora" if name == "lora" and self.quantization is not None else name
+
+    @property
+    def causal(self) -> bool:
+        """Trained (or prompted) as a causal LM: generation tasks, CAUSAL_LM PEFT configs, in-context learning."""
+        from .tasks import get_task
+
+        task_type = getattr(self.method, "task_type", None)
+        return (get_task(self.task).is_generation or isinstance(self.method, InContext)
+                or str(task_type) == "CAUSAL_LM" or (task_type is None and self.prompt is not None))
 
     def to_dict(self) -> dict:
         """A JSON-ready description of the recipe (PEFT configs as their own to_dict())."""
         method = self.method.to_dict() if isinstance(self.method, PeftConfig) else dataclasses.asdict(self.method)
-        return {
+        return _jsonable({
             "name": self.name,
             "base_model": self.base_model,
             "task": self.task,
@@ -161,7 +236,11 @@ class Recipe:
             "seed": self.seed,
             "data_dir": self.data_dir,
             "description": self.description,
-        }
+            "prompt": self.prompt.to_dict() if self.prompt else None,
+            "verbalizer": self.verbalizer,
+            "generation": self.generation.to_dict(),
+            "quantization": self.quantization.to_dict() if self.quantization is not None else None,
+        })
 
 
 def _jsonable(value):

@@ -1,7 +1,9 @@
 """What a task is: where its data lives (Hub and mirror), its labels, its official metric.
 
-Every task loads into a ``datasets.Dataset`` with columns ``text``, ``text_pair`` (pair tasks only)
-and ``label`` (int). Mirror layout: ../shared/data/README.md.
+Classification tasks load into a ``datasets.Dataset`` with columns ``text``, ``text_pair`` (pair
+tasks only) and ``label`` (int). Generation tasks (``kind`` "instruction" or "summarization") load
+with their prompt fields (``instruction``/``input``, or ``text``) and the reference ``output``.
+Mirror layout: ../shared/data/README.md; tasks not in the shared mirror document their own below.
 
 Example:
     >>> from zoo.tasks import get_task, load_split
@@ -40,14 +42,27 @@ class Task:
     hub_splits: dict = field(default_factory=lambda: {s: s for s in SPLITS})
     official: Optional[str] = None  # "macro_f1", "f1:<label>", "mean_f1:<label>,<label>"
     description: str = ""
+    kind: str = "classification"  # or "instruction", "summarization": generation with a causal LM
+    columns: tuple[str, ...] = ()  # generation tasks: our names for hub_columns (the last is the reference)
 
     @property
     def is_pair(self) -> bool:
-        return len(self.hub_columns) == 2
+        return self.kind == "classification" and len(self.hub_columns) == 2
+
+    @property
+    def is_generation(self) -> bool:
+        return self.kind != "classification"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The input fields a prompt template can use (``{text}``, ``{instruction}``...)."""
+        if self.is_generation:
+            return self.columns[:-1]
+        return ("text", "text_pair") if self.is_pair else ("text",)
 
     @property
     def pipeline_tag(self) -> str:
-        return "text-classification"
+        return {"summarization": "summarization", "instruction": "text-generation"}.get(self.kind, "text-classification")
 
 
 def _read_tsv(path: Path) -> list[dict]:
@@ -155,6 +170,62 @@ for _target in ("abortion", "atheism", "climate", "feminist", "hillary"):
     ))
 
 
+def _json_reader(files: dict[str, str], columns: tuple[str, ...]):
+    """A JSON list (or JSON lines) of records with ``columns`` as keys."""
+    import json
+
+    def read(folder: Path, split: str):
+        if split not in files or not (folder / files[split]).is_file():
+            return None
+        path = folder / files[split]
+        text = path.read_text(encoding="utf-8")
+        try:
+            rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise DataNotFound(f"{path}: not valid JSON ({e})") from None
+        bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict) or any(not isinstance(r.get(c, ""), str) for c in columns)), None)
+        if bad is not None:
+            raise DataNotFound(f"{path}: record {bad} must be an object with string fields {list(columns)}")
+        return {c: [r.get(c, "") for r in rows] for c in columns}
+
+    return read
+
+
+def _renamed(reader, rename: dict[str, str]):
+    def read(folder: Path, split: str):
+        columns = reader(folder, split)
+        return None if columns is None else {rename.get(k, k): v for k, v in columns.items()}
+
+    return read
+
+
+# Alpaca instruction following: the shared mirror holds a 335-record excerpt (validation carved from train).
+_register(Task(
+    name="tatsu-lab/alpaca", short="alpaca", hub_dataset="tatsu-lab/alpaca", hub_config=None,
+    hub_columns=("instruction", "input", "output"), columns=("instruction", "input", "output"), labels=(),
+    mirror_folder="alpaca", mirror=_json_reader({"train": "alpaca_data.json"}, ("instruction", "input", "output")),
+    hub_splits={"train": "train"}, kind="instruction",
+    description="Alpaca instruction following (instruction, optional input, response)",
+))
+# CNN/DailyMail: not in the shared mirror. A mirror of your own: cnn_dailymail/{train,validation}.jsonl
+# with one {"article": ..., "highlights": ...} object per line.
+_register(Task(
+    name="abisee/cnn_dailymail", short="cnn-dailymail", hub_dataset="abisee/cnn_dailymail", hub_config="3.0.0",
+    hub_columns=("article", "highlights"), columns=("text", "output"), labels=(), mirror_folder="cnn_dailymail",
+    mirror=_renamed(_json_reader({"train": "train.jsonl", "validation": "validation.jsonl", "test": "test.jsonl"},
+                                 ("article", "highlights")), {"article": "text", "highlights": "output"}),
+    kind="summarization", description="CNN/DailyMail news summarization (article -> highlights)",
+))
+# IMDB: not in the shared mirror; the Hub has train/test only, so validation is carved from train.
+# A mirror of your own: imdb/train.tsv with a header `label<TAB>text` (0 negative, 1 positive).
+_register(Task(
+    name="stanfordnlp/imdb", short="imdb", hub_dataset="stanfordnlp/imdb", hub_config=None, hub_columns=("text",),
+    labels=("negative", "positive"), mirror_folder="imdb",
+    mirror=_glue_reader({"train": "train.tsv", "test": "test.tsv"}, ("text",), ("negative", "positive")),
+    hub_splits={"train": "train", "test": "test"}, description="IMDB movie-review sentiment (long reviews)",
+))
+
+
 def get_task(name: str) -> Task:
     """The task called ``name`` (e.g. ``glue/sst2``), or UnknownTask listing the known ones."""
     try:
@@ -189,7 +260,7 @@ def _load_mirror(task: Task, split: str, root: Path):
 
 
 def _carve(columns: dict) -> tuple[dict, dict]:
-    n = len(columns["label"])
+    n = len(next(iter(columns.values())))
     order = list(range(n))
     random.Random(CARVE_SEED).shuffle(order)
     cut = max(1, int(n * CARVE_FRACTION))
@@ -206,10 +277,18 @@ def _load_hub(task: Task, split: str):
             f"data set {task.name!r} ({task.hub_dataset}, config {task.hub_config}): the Hub at {hub_endpoint()} "
             f"cannot be reached and no data mirror is set; set {DATA_DIR_ENV}=/path/to/mirror or pass --data-dir"
         )
+    if split not in task.hub_splits and split != "test" and "train" in task.hub_splits:
+        kept, held = _carve(_load_hub(task, "train").to_dict())  # no such split on the Hub: carve it
+        return _from_columns(kept if split == "train" else held)
+    if split not in task.hub_splits:
+        raise DataNotFound(f"data set {task.name!r} has no {split!r} split on the Hub")
     try:
         ds = datasets.load_dataset(task.hub_dataset, task.hub_config, split=task.hub_splits[split])
     except ValueError as e:
         raise DataNotFound(f"data set {task.name!r}: split {split!r} not available on the Hub: {e}") from None
+    if task.is_generation:
+        rename = {h: c for h, c in zip(task.hub_columns, task.columns) if h != c}
+        return ds.remove_columns([c for c in ds.column_names if c not in task.hub_columns]).rename_columns(rename)
     rename = {task.hub_columns[0]: "text"}
     if task.is_pair:
         rename[task.hub_columns[1]] = "text_pair"
@@ -230,6 +309,8 @@ def load_split(task: Task, split: str, *, data_dir=None, max_samples: Optional[i
     if ds.num_rows == 0:
         where = root / task.mirror_folder if root is not None else task.hub_dataset
         raise EmptyDataset(f"data set {task.name!r} split {split!r} is empty ({where}, max_samples={max_samples})")
+    if task.is_generation:
+        return ds
     bad = [i for i, label in enumerate(ds["label"]) if not 0 <= label < len(task.labels)]
     if bad:
         raise DataNotFound(f"data set {task.name!r} split {split!r}: {len(bad)} rows have labels outside 0..{len(task.labels) - 1} (e.g. row {bad[0]}); test labels may be hidden (-1)")

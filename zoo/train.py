@@ -87,7 +87,7 @@ def _parameter_counts(model) -> tuple[int, int]:
     return int(trainable), int(sum(p.numel() for p in model.parameters()))
 
 
-def _training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress: bool):
+def _training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress: bool, greater_is_better: bool = True):
     from transformers import TrainingArguments
 
     t = recipe.train
@@ -110,7 +110,7 @@ def _training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=t.early_stopping_patience is not None,
         metric_for_best_model=metric,
-        greater_is_better=True,
+        greater_is_better=greater_is_better,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.logging_steps,
         seed=recipe.seed,
@@ -152,6 +152,10 @@ def train(
     """Train ``recipe``, evaluate on validation, write ``<output_dir>/adapter`` (default runs/<name>)."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
 
+    if recipe.causal:  # generation, verbalizer classification, QLoRA on decoders, in-context baselines
+        from .train_causal import train_causal
+
+        return train_causal(recipe, output_dir=output_dir, resume=resume, progress=progress, callbacks=callbacks)
     task = get_task(recipe.task)
     t = recipe.train
     output_dir = Path(output_dir or Path("runs") / recipe.name)
@@ -165,8 +169,8 @@ def train(
     eval_raw = load_split(task, "validation", data_dir=recipe.data_dir, max_samples=t.max_eval_samples, seed=recipe.seed)
 
     set_seed(recipe.seed)
-    model, tokenizer = load_base_classifier(base, task.labels)
-    model = prepare_for_training(model, recipe.method)
+    model, tokenizer = load_base_classifier(base, task.labels, quantization=recipe.quantization)
+    model = prepare_for_training(model, recipe.method, quantized=recipe.quantization is not None)
     trainable, total = _parameter_counts(model)
     train_ds = tokenize_dataset(train_raw, tokenizer, t.max_length, task.is_pair)
     # Sorted by length, evaluation batches carry almost no padding; the metrics do not depend on order.
