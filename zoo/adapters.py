@@ -2,9 +2,10 @@
 
 An adapter becomes an :class:`AdapterWeights`: per-Linear LoRA / IA3 tensors, an optional virtual
 prompt (prompt tuning, P-tuning) or prefix (prefix tuning), replaced blocks (last-layers), and its
-own classification head. Every tensor in the file must be understood and must fit the base:
-anything else is refused with a message that says what is wrong, before anything is served.
-Only safetensors are read; nothing is unpickled and no code from the adapter runs.
+own classification head (SEQ_CLS adapters; causal-LM adapters use the base's own LM head). Every
+tensor in the file must be understood and must fit the base: anything else is refused with a
+message that says what is wrong, before anything is served. Only safetensors are read; nothing is
+unpickled and no code from the adapter runs.
 """
 
 from __future__ import annotations
@@ -23,10 +24,39 @@ from torch import nn
 
 from .errors import AdapterBaseMismatch, UnsafeAdapter, ZooError
 from .methods import LAST_LAYERS_WEIGHTS, PEFT_WEIGHTS, check_safe_folder
+from .routing import linear_features
 
 # Methods the registry serves on a shared base, by zoo.json "method" and PEFT's peft_type.
-SERVED = {"lora": "LORA", "ia3": "IA3", "prompt-tuning": "PROMPT_TUNING", "p-tuning": "P_TUNING",
-          "prefix-tuning": "PREFIX_TUNING", "last-layers": None}
+# QLoRA is a LoRA trained over a 4-bit copy of the base: served as LoRA on the shared unquantized base
+# (the answers differ from the 4-bit base by its quantization error). ICL carries no weights at all.
+SERVED = {"lora": "LORA", "qlora": "LORA", "ia3": "IA3", "prompt-tuning": "PROMPT_TUNING", "p-tuning": "P_TUNING",
+          "prefix-tuning": "PREFIX_TUNING", "last-layers": None, "icl": None}
+TASK_TYPES = ("SEQ_CLS", "CAUSAL_LM")
+
+
+# Generation settings a causal adapter's zoo.json "generation" and generate(**settings) may give, with defaults.
+GENERATION_DEFAULTS = {"max_new_tokens": 64, "do_sample": False, "num_beams": 1, "temperature": 1.0, "top_p": 1.0,
+                       "top_k": 50, "repetition_penalty": 1.0}
+_GENERATION_RULES = {  # key -> (accepted types, test, what the value must be)
+    "max_new_tokens": (int, lambda v: v >= 1, "an integer >= 1"),
+    "num_beams": (int, lambda v: v >= 1, "an integer >= 1"),
+    "do_sample": (bool, lambda v: True, "true or false"),
+    "temperature": ((int, float), lambda v: v > 0, "a number > 0"),
+    "top_p": ((int, float), lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "top_k": (int, lambda v: v >= 0, "an integer >= 0"),
+    "repetition_penalty": ((int, float), lambda v: v > 0, "a number > 0"),
+}
+
+
+def check_generation(settings: dict, error: type[ZooError], where: str) -> None:
+    """Every setting is a known key with a sensible value, else ``error`` naming the key and what it must be."""
+    unknown = sorted(set(settings) - set(GENERATION_DEFAULTS))
+    if unknown:
+        raise error(f"{where}: unknown generation setting(s) {unknown}; allowed: {', '.join(GENERATION_DEFAULTS)}")
+    for key, value in settings.items():
+        types, ok, must = _GENERATION_RULES[key]
+        if isinstance(value, bool) != (types is bool) or not isinstance(value, types) or not ok(value):
+            raise error(f"{where}: generation setting {key}={value!r} must be {must}")
 
 
 class UnsupportedAdapter(ZooError):
@@ -42,7 +72,7 @@ class AdapterWeights:
     path: Path
     kind: str                                   # zoo method name
     labels: tuple[str, ...]
-    head: nn.Module
+    head: nn.Module | None                      # None for causal-LM adapters: the base's LM head serves them
     linear: dict = field(default_factory=dict)  # Linear path -> ("lora", A^T, s*B^T) | ("ia3", vec, is_ff)
     blocks: dict = field(default_factory=dict)  # block path -> replacement module (last-layers)
     prompt: torch.Tensor | None = None          # (n_virtual, hidden) input embeddings to prepend
@@ -60,6 +90,10 @@ class AdapterWeights:
         return int(self.meta.get("max_length", 128))
 
     @property
+    def is_causal(self) -> bool:
+        return self.meta.get("task_type", "SEQ_CLS") == "CAUSAL_LM"
+
+    @property
     def group(self) -> tuple:
         """Adapters with the same group share one forward pass of the base."""
         if self.prompt is not None:
@@ -73,15 +107,23 @@ class AdapterWeights:
 class BaseLayout:
     """What the registry knows about the wrapped base: where things are and their shapes."""
 
-    linears: dict         # path -> nn.Linear (original)
+    linears: dict         # path -> nn.Linear or GPT-2 Conv1D (original)
     blocks: dict          # path -> meta-device template of a replaceable block
-    head_path: str
-    head_template: nn.Module
+    head_path: str | None  # the classification head; None: this base serves no SEQ_CLS adapters
+    head_template: nn.Module | None
     hidden_size: int
     num_layers: int
     num_heads: int
     base_id: str
     module_types: dict = field(default_factory=dict)  # every module path -> class name, for messages
+    causal: bool = False  # a decoder-only LM: serves CAUSAL_LM adapters
+    prefix_heads: int = 0  # prefix tuning's key/value heads (the KV heads under grouped-query attention)
+    prefix_head_dim: int = 0
+
+    @property
+    def prefix_width(self) -> int:
+        """Columns of a prefix-tuning table: per layer, keys and values of every KV head (PEFT's token_dim)."""
+        return self.num_layers * 2 * self.prefix_heads * self.prefix_head_dim
 
 
 def _pattern_value(patterns: dict, path: str, default):
@@ -147,6 +189,10 @@ def read_adapter(folder: Path, meta: dict, layout: BaseLayout) -> AdapterWeights
             f"{where} was trained on base {meta['base_model']!r}, but this registry serves base {layout.base_id!r}; "
             f"load it with zoo.load({meta['base_model']!r}, adapter={name!r})"
         )
+    _check_task(meta, layout, where)
+    if kind == "icl":  # in-context learning: the prompt is the whole adapter, the bare base serves it
+        check_safe_folder(folder, None)  # and a folder that claims no weights must hold none
+        return AdapterWeights(name, meta, folder, kind, tuple(meta["labels"]), None)
     weights = LAST_LAYERS_WEIGHTS if kind == "last-layers" else PEFT_WEIGHTS
     check_safe_folder(folder, weights)
     try:
@@ -169,19 +215,54 @@ def read_adapter(folder: Path, meta: dict, layout: BaseLayout) -> AdapterWeights
     return out
 
 
-def _split_head(state: dict, layout: BaseLayout, prefix: str) -> tuple[dict, dict]:
+def _check_task(meta: dict, layout: BaseLayout, where: str) -> None:
+    """The adapter's task type is one this base serves (a causal adapter needs a decoder-only base)."""
+    task_type = meta.get("task_type", "SEQ_CLS")
+    if task_type not in TASK_TYPES:
+        raise UnsupportedAdapter(f"{where}: task_type {task_type!r} is not served; the registry serves {', '.join(TASK_TYPES)}")
+    if task_type == "CAUSAL_LM" and not layout.causal:
+        raise UnsupportedAdapter(f"{where} is a causal-LM adapter, but base {layout.base_id!r} is not a decoder-only LM")
+    if task_type == "SEQ_CLS" and layout.head_template is None:
+        raise UnsupportedAdapter(
+            f"{where} is a classification adapter, but base {layout.base_id!r} has no sequence-classification "
+            "class in transformers; load it alone with zoo.loading.load_folder"
+        )
+    if meta["method"] == "icl" and task_type != "CAUSAL_LM":
+        raise UnsafeAdapter(f"{where}: method 'icl' needs task_type 'CAUSAL_LM' in zoo.json, not {task_type!r}")
+    if task_type == "CAUSAL_LM":
+        generation = meta.get("generation") or {}
+        if not isinstance(generation, dict):
+            raise UnsafeAdapter(f"{where}: zoo.json 'generation' must be a dict of settings, got {type(generation).__name__}")
+        # keys a newer zoo.json may add are ignored; the known ones must make sense
+        check_generation({k: v for k, v in generation.items() if k in GENERATION_DEFAULTS}, UnsafeAdapter, where)
+        max_length = meta.get("max_length", 128)
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise UnsafeAdapter(f"{where}: zoo.json max_length must be an integer >= 1, got {max_length!r}")
+        if not isinstance(meta["labels"], list) or not all(isinstance(x, str) for x in meta["labels"]):
+            raise UnsafeAdapter(f"{where}: zoo.json labels must be a list of label names ([] for free text)")
+
+
+def _split_head(state: dict, layout: BaseLayout, prefix: str, causal: bool = False) -> tuple[dict, dict]:
+    """(head tensors, the rest) with ``prefix`` stripped; a causal adapter has no head of its own."""
     head, rest = {}, {}
-    lead = prefix + layout.head_path + "."
+    lead = prefix + layout.head_path + "." if not causal else None
     for k, v in state.items():
-        if k.startswith(lead):
+        if lead is not None and k.startswith(lead):
             head[k[len(lead):]] = v
         else:
             rest[k[len(prefix):] if prefix and k.startswith(prefix) else k] = v
     return head, rest
 
 
+def _head(layout: BaseLayout, state: dict, meta: dict, where: str) -> nn.Module | None:
+    if meta.get("task_type", "SEQ_CLS") == "CAUSAL_LM":
+        return None
+    return _check_head(layout, state, tuple(meta["labels"]), where)
+
+
 def _read_last_layers(state, meta, layout: BaseLayout, where, folder) -> AdapterWeights:
-    head_state, rest = _split_head(state, layout, "")
+    causal = meta.get("task_type") == "CAUSAL_LM"
+    head_state, rest = _split_head(state, layout, "", causal)
     blocks = {}
     for path, template in layout.blocks.items():
         lead = path + "."
@@ -205,7 +286,7 @@ def _read_last_layers(state, meta, layout: BaseLayout, where, folder) -> Adapter
             f"{where}: tensors {sorted(rest)[:4]} are not whole top blocks of base {layout.base_id!r}; "
             "the registry cannot serve them (load it alone with zoo.loading.load_folder)"
         )
-    head = _check_head(layout, head_state, tuple(meta["labels"]), where)
+    head = _head(layout, head_state, meta, where)
     return AdapterWeights(meta["name"], meta, folder, "last-layers", tuple(meta["labels"]), head, blocks=blocks)
 
 
@@ -217,13 +298,18 @@ def _read_peft(state, meta, layout: BaseLayout, where, folder) -> AdapterWeights
     peft_type = config.get("peft_type")
     if peft_type != SERVED[meta["method"]]:
         raise UnsafeAdapter(f"{where}: zoo.json says {meta['method']!r} but adapter_config.json says {peft_type!r}")
+    task_type = meta.get("task_type", "SEQ_CLS")
+    if config.get("task_type") not in (None, task_type):
+        raise UnsafeAdapter(f"{where}: zoo.json says task_type {task_type!r} but adapter_config.json says "
+                            f"{config.get('task_type')!r}; the folder is inconsistent, publish it again")
+    causal = task_type == "CAUSAL_LM"
     labels = tuple(meta["labels"])
     if peft_type in ("LORA", "IA3"):
-        head_state, rest = _split_head(state, layout, "base_model.model.")
+        head_state, rest = _split_head(state, layout, "base_model.model.", causal)
         linear = _read_linear_deltas(rest, config, layout, where)
-        head = _check_head(layout, head_state, labels, where)
+        head = _head(layout, head_state, meta, where)
         return AdapterWeights(meta["name"], meta, folder, meta["method"], labels, head, linear=linear)
-    head_state, rest = _split_head(state, layout, "base_model.")
+    head_state, rest = _split_head(state, layout, "base_model.", causal)
     emb = rest.pop("prompt_embeddings", None)
     if rest:
         raise UnsupportedAdapter(f"{where}: unexpected tensors {sorted(rest)[:4]}")
@@ -234,17 +320,17 @@ def _read_peft(state, meta, layout: BaseLayout, where, folder) -> AdapterWeights
         raise UnsupportedAdapter(f"{where}: encoder-decoder prompts are not served by the registry")
     if emb.shape[0] != n:
         raise UnsafeAdapter(f"{where}: prompt_embeddings has {emb.shape[0]} rows, adapter_config says {n} virtual tokens")
-    head = _check_head(layout, head_state, labels, where)
+    head = _head(layout, head_state, meta, where)
     out = AdapterWeights(meta["name"], meta, folder, meta["method"], labels, head)
     if peft_type == "PREFIX_TUNING":
-        want = layout.num_layers * 2 * layout.hidden_size
+        want = layout.prefix_width
         if emb.shape[1] != want:
             raise AdapterBaseMismatch(
-                f"{where}: prefix width {emb.shape[1]} does not fit base {layout.base_id!r} "
-                f"({layout.num_layers} layers x 2 x hidden {layout.hidden_size} = {want})"
+                f"{where}: prefix width {emb.shape[1]} does not fit base {layout.base_id!r} ({layout.num_layers} layers "
+                f"x 2 x {layout.prefix_heads} key/value heads x head size {layout.prefix_head_dim} = {want})"
             )
         out.prefix = emb
-        out.prefix_shape = (layout.num_layers * 2, layout.num_heads, layout.hidden_size // layout.num_heads)
+        out.prefix_shape = (layout.num_layers * 2, layout.prefix_heads, layout.prefix_head_dim)
     else:
         if emb.shape[1] != layout.hidden_size:
             raise AdapterBaseMismatch(f"{where}: prompt width {emb.shape[1]} does not fit base {layout.base_id!r} (hidden {layout.hidden_size})")
@@ -272,14 +358,15 @@ def _read_linear_deltas(rest: dict, config: dict, layout: BaseLayout, where: str
         if base is None and path in layout.module_types:
             raise UnsupportedAdapter(
                 f"{where}: it adapts {path!r}, a {layout.module_types[path]}; the registry serves LoRA and IA3 "
-                "on nn.Linear layers only (load this adapter alone with zoo.loading.load_folder)"
+                "on nn.Linear / Conv1D layers other than the LM head (load this adapter alone with zoo.loading.load_folder)"
             )
         if base is None:
             raise AdapterBaseMismatch(f"{where}: it adapts module {path!r}, which base {layout.base_id!r} does not have")
+        in_features, out_features = linear_features(base)
         if ".ia3_l" in parts:
             vec = parts[".ia3_l"]
             ff = _is_feedforward(config, path)
-            want = (1, base.in_features) if ff else (base.out_features, 1)
+            want = (1, in_features) if ff else (out_features, 1)
             if tuple(vec.shape) != want:
                 raise AdapterBaseMismatch(f"{where}: {path}.ia3_l has shape {tuple(vec.shape)}, base {layout.base_id!r} needs {want}")
             linear[path] = ("ia3", vec.flatten().contiguous(), ff)
@@ -288,10 +375,10 @@ def _read_linear_deltas(rest: dict, config: dict, layout: BaseLayout, where: str
         if a is None or b is None:
             raise UnsafeAdapter(f"{where}: module {path} has only one of lora_A / lora_B")
         r = a.shape[0]
-        if a.shape != (r, base.in_features) or b.shape != (base.out_features, r):
+        if a.shape != (r, in_features) or b.shape != (out_features, r):
             raise AdapterBaseMismatch(
                 f"{where}: LoRA on {path} has shapes A{tuple(a.shape)} B{tuple(b.shape)}, "
-                f"base {layout.base_id!r} has a {base.in_features}->{base.out_features} layer"
+                f"base {layout.base_id!r} has a {in_features}->{out_features} layer"
             )
         alpha = _pattern_value(config.get("alpha_pattern"), path, config.get("lora_alpha", 8))
         scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r

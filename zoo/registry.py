@@ -13,6 +13,11 @@ into batches, and each batch is ONE forward pass of the shared base in which eve
 own adapter's deltas (see ``zoo.routing``). The base's weights are never touched: they are frozen,
 shared by every adapter, and bit-identical before and after.
 
+A decoder-only base (Llama, GPT-2) is loaded once as a causal LM. It serves causal-LM adapters
+through :meth:`Zoo.generate` (transformers' own ``generate``, so greedy, beams and sampling all
+work, with every row routed to its adapter), and classification adapters on the same backbone
+through a sequence-classification shell that shares it (``score`` head, last-token pooling).
+
 Memory: adapters stay resident after use. With ``max_adapters`` or ``max_bytes`` the least
 recently used adapter is evicted when the budget is exceeded and reloaded on its next request.
 """
@@ -29,13 +34,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapters import AdapterWeights, BaseLayout, read_adapter
+from .adapters import GENERATION_DEFAULTS, AdapterWeights, BaseLayout, check_generation, read_adapter
 from .errors import AdapterNotFound, BadInput, ZooError
 from .loading import check_input, predictions
 from .local_hub import LocalHub, read_meta
 from .methods import head_parameter_names, load_base_classifier, transformer_layers
-from .routing import Route, RoutedBlock, RoutedHead, RoutedLinear, Segment, routed
-from .sources import resolve_model
+from .prompts import answer, render_inputs
+from .routing import (Route, RoutedBlock, RoutedHead, RoutedLinear, Segment, VirtualTokens, install_generation_hook,
+                      is_linear, routed, virtual_tokens)
+from .sources import ResolvedModel, resolve_model
 
 HEAD_NAMES = ("classifier", "score")
 
@@ -52,14 +59,22 @@ class Zoo:
         self.base = base
         self.hub = hub or LocalHub()
         self.max_adapters, self.max_bytes = max_adapters, max_bytes
-        resolved = resolve_model(base)
-        model, tokenizer = load_base_classifier(resolved, ("0", "1"), dtype=dtype)
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
+        model, classifier, tokenizer = _load_base(resolve_model(base), dtype)
+        for m in {id(model): model, id(classifier): classifier}.values():
+            if m is not None:
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad_(False)
         self.tokenizer = tokenizer
-        self.layout = self._wrap(model, base)
-        self.model = model
+        self.layout = self._wrap(model, classifier, base)
+        self.model = model                # the base as loaded: a classifier, or a causal LM
+        self.classifier = classifier      # what predict() runs: the model itself, or a shell sharing its backbone
+        self._tokenizing = threading.Lock()  # a fast tokenizer's truncation/padding is state set per call
+        if self.layout.causal:
+            install_generation_hook(model)
+            # generate() tokenizes as PEFT users do: pad and truncate on the left, prompts end at the answer
+            self._prompt_tokenizer = copy.deepcopy(tokenizer)
+            self._prompt_tokenizer.padding_side = self._prompt_tokenizer.truncation_side = "left"
         self._known: dict[str, Path] = {}                       # name -> folder, for reloads after eviction
         self._resident: OrderedDict[str, AdapterWeights] = OrderedDict()  # LRU order, most recent last
         self._lock = threading.RLock()
@@ -69,30 +84,27 @@ class Zoo:
 
     # ----------------------------------------------------------------------------- base wrapping
     @staticmethod
-    def _wrap(model, base_id: str) -> BaseLayout:
+    def _wrap(model, classifier, base_id: str) -> BaseLayout:
         """Put routing wrappers around the Linear layers, the top blocks and the head (once)."""
-        config = model.config
+        config = model.config.get_text_config()
+        causal = classifier is not model
         module_types = {n: type(m).__name__ for n, m in model.named_modules() if n}
-        head_path = next((n for n in HEAD_NAMES if isinstance(getattr(model, n, None), nn.Module)), None)
-        if head_path is None:
-            raise ZooError(f"{type(model).__name__} has no classifier/score head; the registry cannot serve it")
-        head = getattr(model, head_path)
-        head_template = copy.deepcopy(head).to("meta")
+        head_path = head_template = None
+        if classifier is not None:
+            head_path = next((n for n in HEAD_NAMES if isinstance(getattr(classifier, n, None), nn.Module)), None)
+            if head_path is None:
+                raise ZooError(f"{type(classifier).__name__} has no classifier/score head; the registry cannot serve it")
+            head_template = copy.deepcopy(getattr(classifier, head_path)).to("meta")
         # Replaceable blocks: each transformer layer, and modules outside the backbone's stack that a
-        # last-layers run trains (the pooler of BERT-like models).
+        # last-layers run trains (the pooler of BERT-like models, the final norm of causal LMs).
         layers = transformer_layers(model)
-        block_paths = {}
         names = {id(m): n for n, m in model.named_modules()}
-        for layer in layers:
-            block_paths[names[id(layer)]] = layer
-        head_params = {n.rsplit(".", 1)[0] for n in head_parameter_names(model) if not n.startswith(head_path + ".")}
-        for mod_name, module in model.named_modules():
-            if mod_name and any(p == mod_name or p.startswith(mod_name + ".") for p in head_params) \
-                    and mod_name.count(".") == 1 and mod_name not in block_paths:
-                block_paths[mod_name] = module  # e.g. bert.pooler
+        block_paths = {names[id(layer)]: layer for layer in layers}
+        block_paths.update(_final_norms(model, layers) if causal else _poolers(model, head_path, block_paths))
         blocks = {path: copy.deepcopy(m).to("meta") for path, m in block_paths.items()}
-        linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and not n.startswith(head_path + ".")
-                   and n != head_path}
+        # The LM head is tied to the input embeddings and never adapted: it stays a plain Linear.
+        skip = names.get(id(model.get_output_embeddings()), "lm_head") if causal else head_path
+        linears = {n: m for n, m in model.named_modules() if is_linear(m) and not n.startswith(skip + ".") and n != skip}
         # Wrap Linears first (inside blocks), then blocks, then the head.
         for path, linear in linears.items():
             parent, _, attr = path.rpartition(".")
@@ -106,12 +118,18 @@ class Zoo:
                 owner[int(attr)] = wrapped
             else:
                 setattr(owner, attr, wrapped)
-        setattr(model, head_path, RoutedHead(head_template, head_path))
+        if head_path is not None:
+            setattr(classifier, head_path, RoutedHead(head_template, head_path))
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
         heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
+        # Prefix tuning stores keys/values per KV head: PEFT's token_dim under grouped-query attention.
+        as_dict = config.to_dict()
+        kv_heads = as_dict.get("num_key_value_heads")
+        head_dim = (as_dict.get("head_dim") or hidden // heads) if kv_heads else hidden // heads
         return BaseLayout(linears=linears, blocks=blocks, head_path=head_path, head_template=head_template,
                           hidden_size=hidden, num_layers=len(layers), num_heads=heads, base_id=base_id,
-                          module_types=module_types)
+                          module_types=module_types, causal=causal, prefix_heads=kv_heads or heads,
+                          prefix_head_dim=head_dim)
 
     # ----------------------------------------------------------------------------- adapters
     @property
@@ -230,8 +248,8 @@ class Zoo:
         rows, logits = self._run(inputs, adapter, adapters, batch_size)
         return [{**predictions(a.labels, [row])[0], "adapter": a.key} for a, row in zip(rows, logits)]
 
-    def _run(self, inputs, adapter, adapters, batch_size) -> tuple[list[AdapterWeights], list[np.ndarray]]:
-        """Each input's adapter (resolved once, held for the request) and its logits."""
+    def _resolve(self, inputs, adapter, adapters, batch_size) -> list[AdapterWeights]:
+        """Each input's adapter, resolved once and held for the whole request."""
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"inputs must be a list, got {type(inputs).__name__}; wrap one input in a list")
         if (adapter is None) == (adapters is None):
@@ -241,9 +259,16 @@ class Zoo:
             raise BadInput(f"{len(inputs)} inputs but {len(names)} adapter names")
         if batch_size < 1:
             raise BadInput("batch_size must be at least 1")
-        resolved = {n: self._get(n) for n in dict.fromkeys(names)}  # held for the whole request
-        rows = [resolved[n] for n in names]
+        resolved = {n: self._get(n) for n in dict.fromkeys(names)}
+        return [resolved[n] for n in names]
+
+    def _run(self, inputs, adapter, adapters, batch_size) -> tuple[list[AdapterWeights], list[np.ndarray]]:
+        """Each input's adapter (resolved once, held for the request) and its logits."""
+        rows = self._resolve(inputs, adapter, adapters, batch_size)
         for i, (item, a) in enumerate(zip(inputs, rows)):
+            if a.is_causal:
+                raise BadInput(f"input {i}: {a.key!r} is a causal-LM adapter: use generate(), or "
+                               f"handle({a.key!r}).predict() to read its generations as labels")
             check_input(i, item, a.key, a.is_pair)
         out: list[np.ndarray | None] = [None] * len(inputs)
         groups: dict[tuple, list[int]] = {}
@@ -261,12 +286,13 @@ class Zoo:
         """Tokenize each row with its adapter's max_length, then pad the chunk together."""
         tok = self.tokenizer
         ids, types = [], []
-        for i in chunk:
-            a, item = rows[i], inputs[i]
-            args = (item[0], item[1]) if a.is_pair else (item,)
-            enc = tok(*args, truncation=True, max_length=a.max_length)
-            ids.append(enc["input_ids"])
-            types.append(enc.get("token_type_ids"))
+        with self._tokenizing:
+            for i in chunk:
+                a, item = rows[i], inputs[i]
+                args = (item[0], item[1]) if a.is_pair else (item,)
+                enc = tok(*args, truncation=True, max_length=a.max_length)
+                ids.append(enc["input_ids"])
+                types.append(enc.get("token_type_ids"))
         width = max(len(x) for x in ids)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
@@ -282,47 +308,96 @@ class Zoo:
         return input_ids, mask, token_types
 
     def _forward(self, group: tuple, chunk: list[int], inputs, rows):
-        # Order rows by adapter so each adapter's rows are one slice; adapters replacing blocks go last.
-        order: dict[int, list[int]] = OrderedDict()
-        for i in sorted(chunk, key=lambda i: bool(rows[i].blocks)):
-            order.setdefault(id(rows[i]), []).append(i)
-        chunk = [i for members in order.values() for i in members]
-        segments, start = [], 0
-        for members in order.values():
-            segments.append(Segment(rows[members[0]], start, start + len(members)))
-            start += len(members)
-        route = Route(tuple(segments), len(chunk))
+        chunk, route = _route(chunk, rows)
         input_ids, mask, token_types = self._encode(chunk, inputs, rows)
         kwargs = {"attention_mask": mask}
         if token_types is not None:
             kwargs["token_type_ids"] = token_types
+        if self.layout.causal:
+            kwargs["use_cache"] = False  # a decoder would build a KV cache that mixed replaced blocks cannot share
+        model = self.classifier
         with torch.inference_mode(), routed(route):
             if group[0] == "prompt":
                 n = group[1]
-                prompts = torch.cat([s.adapter.prompt.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in segments])
-                embeds = self.model.get_input_embeddings()(input_ids)
+                embeds = model.get_input_embeddings()(input_ids)
                 kwargs["attention_mask"] = torch.cat([torch.ones(len(chunk), n, dtype=mask.dtype), mask], dim=1)
                 if token_types is not None:
                     kwargs["token_type_ids"] = torch.cat([torch.zeros(len(chunk), n, dtype=torch.long), token_types], 1)
-                logits = self.model(inputs_embeds=torch.cat([prompts.to(embeds.dtype), embeds], dim=1), **kwargs).logits
+                logits = model(inputs_embeds=torch.cat([_prompts(route).to(embeds.dtype), embeds], dim=1), **kwargs).logits
             elif group[0] == "prefix":
                 n = group[1]
                 kwargs["attention_mask"] = torch.cat([torch.ones(len(chunk), n, dtype=mask.dtype), mask], dim=1)
-                kwargs["past_key_values"] = self._prefix_cache(segments, n)
-                logits = self.model(input_ids=input_ids, **kwargs).logits
+                kwargs["past_key_values"] = self._prefix_cache(route)
+                logits = model(input_ids=input_ids, **kwargs).logits
             else:
-                logits = self.model(input_ids=input_ids, **kwargs).logits
+                logits = model(input_ids=input_ids, **kwargs).logits
         logits = logits.float().numpy()
         return chunk, [logits[r, :len(rows[i].labels)].copy() for r, i in enumerate(chunk)]
 
-    def _prefix_cache(self, segments, n: int):
+    def _prefix_cache(self, route: Route):
         """Per-row past keys/values, laid out as PEFT's prefix tuning lays them out."""
         from transformers import DynamicCache
 
+        segments = route.segments
         pkv = torch.cat([s.adapter.prefix.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in segments])
-        shape = segments[0].adapter.prefix_shape
-        pkv = pkv.view(pkv.shape[0], n, *shape).permute([2, 0, 3, 1, 4]).split(2)
+        n, shape = pkv.shape[1], segments[0].adapter.prefix_shape
+        pkv = pkv.to(self.model.dtype).view(pkv.shape[0], n, *shape).permute([2, 0, 3, 1, 4]).split(2)
         return DynamicCache(pkv)
+
+    # ----------------------------------------------------------------------------- generation
+    def generate(self, prompts: Sequence[str], *, adapter: str | None = None, adapters: Sequence[str] | None = None,
+                 batch_size: int = 8, **generation) -> list[str]:
+        """The text each causal-LM adapter generates after its prompt (prompts already templated); new text only.
+
+        Settings: each adapter's zoo.json "generation", overridden by ``generation`` (max_new_tokens,
+        do_sample, num_beams, temperature, top_p, top_k, repetition_penalty). Prompts longer than the
+        adapter's max_length keep their last max_length tokens.
+
+            >>> z = Zoo("HuggingFaceTB/SmolLM2-135M-Instruct")                               # doctest: +SKIP
+            >>> z.add("alpaca-lora"); z.add("sst2-prompt-tuning")                            # doctest: +SKIP
+            >>> z.generate(["Review: a fine film. Sentiment:"] * 2, adapters=["alpaca-lora", "sst2-prompt-tuning"],
+            ...            max_new_tokens=8)                                                 # doctest: +SKIP
+            [' positive, it is a fine film', ' positive']
+        """
+        rows = self._resolve(prompts, adapter, adapters, batch_size)
+        check_generation(generation, BadInput, "generate()")
+        for i, (prompt, a) in enumerate(zip(prompts, rows)):
+            if not a.is_causal:
+                raise BadInput(f"input {i}: {a.key!r} is a classification adapter; use predict() or logits()")
+            if not isinstance(prompt, str):
+                raise BadInput(f"input {i}: expected a prompt string, got {type(prompt).__name__}")
+        settings = {id(a): _settings(a, generation) for a in rows}
+        # One generate() call per group: the same virtual tokens, the same settings, and, for
+        # last-layers, the same adapter (a KV cache cannot be split between replaced and shared blocks).
+        groups: dict[tuple, list[int]] = {}
+        for i, a in enumerate(rows):
+            key = (a.group, id(a) if a.blocks else None, tuple(sorted(settings[id(a)].items())))
+            groups.setdefault(key, []).append(i)
+        out: list[str | None] = [None] * len(prompts)
+        for (group, _, items), idx in groups.items():
+            idx.sort(key=lambda i: len(prompts[i]))
+            for start in range(0, len(idx), batch_size):
+                chunk, texts = self._generate(group, idx[start:start + batch_size], prompts, rows, dict(items))
+                for i, text in zip(chunk, texts):
+                    out[i] = text
+        return out  # type: ignore[return-value]
+
+    def _generate(self, group: tuple, chunk: list[int], prompts, rows, settings: dict):
+        chunk, route = _route(chunk, rows)
+        with self._tokenizing:
+            ids = [self._prompt_tokenizer(prompts[i], truncation=True, max_length=rows[i].max_length)["input_ids"]
+                   for i in chunk]
+        input_ids, mask = _pad(ids, self.tokenizer.pad_token_id, left=True)
+        virtual = None
+        if group[0] == "prompt":
+            virtual = VirtualTokens("prompt", group[1], _prompts)
+        elif group[0] == "prefix":
+            virtual = VirtualTokens("prefix", group[1], self._prefix_cache)
+        settings["pad_token_id"] = self.tokenizer.pad_token_id  # GPT-2 ships none: the tokenizer's (eos), as zoo.causal
+        # Beam search repeats each row num_beams times in place: the route follows the batch the layers see.
+        with torch.inference_mode(), routed(route.repeat(settings["num_beams"])), virtual_tokens(virtual):
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, **settings)
+        return chunk, self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
 
     # ----------------------------------------------------------------------------- handles
     def handle(self, name: str, *, folder: str | Path | None = None) -> "AdapterHandle":
@@ -363,6 +438,111 @@ def _length(item) -> int:
     return sum(map(len, item)) if isinstance(item, (tuple, list)) else len(item) if isinstance(item, str) else 0
 
 
+def _route(chunk: list[int], rows) -> tuple[list[int], Route]:
+    """The chunk reordered so each adapter's rows are one slice (adapters replacing blocks last), and its route."""
+    order: dict[int, list[int]] = OrderedDict()
+    for i in sorted(chunk, key=lambda i: bool(rows[i].blocks)):
+        order.setdefault(id(rows[i]), []).append(i)
+    chunk = [i for members in order.values() for i in members]
+    segments, start = [], 0
+    for members in order.values():
+        segments.append(Segment(rows[members[0]], start, start + len(members)))
+        start += len(members)
+    return chunk, Route(tuple(segments), len(chunk))
+
+
+def _prompts(route: Route) -> torch.Tensor:
+    """Each row's virtual prompt embeddings (prompt tuning, P-tuning): (rows, n, hidden)."""
+    return torch.cat([s.adapter.prompt.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in route.segments])
+
+
+def _pad(ids: list[list[int]], pad: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for r, x in enumerate(ids):
+        sl = slice(width - len(x), width) if left else slice(0, len(x))
+        input_ids[r, sl] = torch.tensor(x, dtype=torch.long)
+        mask[r, sl] = 1
+    return input_ids, mask
+
+
+def _settings(adapter: AdapterWeights, overrides: dict) -> dict:
+    """Generation settings for one adapter: defaults, its zoo.json "generation", then the caller's."""
+    own = {k: v for k, v in (adapter.meta.get("generation") or {}).items() if k in GENERATION_DEFAULTS}
+    settings = {**GENERATION_DEFAULTS, **own, **overrides}
+    if not settings["do_sample"]:  # greedy and beam search ignore these; passing them only makes transformers warn
+        for key in ("temperature", "top_p", "top_k"):
+            settings.pop(key)
+    return settings
+
+
+def _is_decoder_only(config) -> bool:
+    """A causal LM (Llama, GPT-2, ...): by its saved architecture, else by its model type."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.architectures or []):
+        return True
+    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def _load_base(resolved: ResolvedModel, dtype):
+    """(model, classifier, tokenizer): a classifier twice, or a causal LM and a classification shell sharing its backbone."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(resolved.path, local_files_only=resolved.local_files_only)
+    if not _is_decoder_only(config):
+        model, tokenizer = load_base_classifier(resolved, ("0", "1"), dtype=dtype)
+        return model, model, tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=resolved.local_files_only)
+    if tokenizer.pad_token is None:  # as load_base_classifier: decoder-only bases (GPT-2) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        resolved.path, local_files_only=resolved.local_files_only, use_safetensors=None if resolved.source == "hub" else True,
+        **({"dtype": dtype} if dtype is not None else {}),
+    )
+    return model, _classifier_shell(model, tokenizer), tokenizer
+
+
+def _classifier_shell(model, tokenizer):
+    """``AutoModelForSequenceClassification`` around the causal LM's own backbone (no weights of its own), or None.
+
+    Its forward is transformers' (last non-pad token pooling, as the adapters were trained with); its
+    head is replaced by the per-adapter RoutedHead, so one base in memory serves both kinds.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    config = copy.deepcopy(model.config)
+    if config.pad_token_id is None:  # pooling finds the last token by the pad id, as load_base_classifier sets it
+        config.pad_token_id = tokenizer.pad_token_id
+    try:
+        with torch.device("meta"):
+            shell = AutoModelForSequenceClassification.from_config(config)
+    except (ValueError, KeyError):  # no sequence-classification class for this architecture
+        return None
+    if shell.base_model_prefix != model.base_model_prefix:
+        return None
+    setattr(shell, shell.base_model_prefix, model.base_model)
+    return shell.eval()
+
+
+def _poolers(model, head_path: str, block_paths: dict) -> dict:
+    """Modules outside the layer stack that a classification last-layers run trains (BERT's pooler)."""
+    head_params = {n.rsplit(".", 1)[0] for n in head_parameter_names(model) if not n.startswith(head_path + ".")}
+    return {name: module for name, module in model.named_modules()
+            if name and any(p == name or p.startswith(name + ".") for p in head_params)
+            and name.count(".") == 1 and name not in block_paths}
+
+
+def _final_norms(model, layers: nn.ModuleList) -> dict:
+    """Trained modules of a causal last-layers run beside the top blocks: the backbone's final norm."""
+    prefix = model.base_model_prefix
+    return {f"{prefix}.{name}": child for name, child in model.base_model.named_children()
+            if child is not layers and not isinstance(child, nn.Embedding) and any(True for _ in child.parameters())}
+
+
 class AdapterHandle:
     """One adapter of a shared :class:`Zoo`: ``.predict``, ``.logits``, ``.labels`` as ``zoo.load`` returns."""
 
@@ -385,10 +565,17 @@ class AdapterHandle:
     def path(self) -> Path:
         return self.zoo._known[self.name]
 
+    @property
+    def is_causal(self) -> bool:
+        return self.meta.get("task_type", "SEQ_CLS") == "CAUSAL_LM"
+
     def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
         from tqdm.auto import tqdm
 
+        if self.is_causal:
+            raise BadInput(f"{self.name!r} is a causal-LM adapter: it has no logits per label; "
+                           "use .generate(inputs) for text, or .predict(inputs) for its answers read as labels")
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"predict() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
         n = len(self.labels)
@@ -402,8 +589,30 @@ class AdapterHandle:
         return np.stack(parts).astype(np.float32)
 
     def predict(self, inputs, *, batch_size: int = 32) -> list[dict]:
-        """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``."""
+        """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``.
+
+        A causal-LM adapter with labels answers by generating: ``{"label": name or None, "text": generation,
+        "no_answer": bool}`` (``zoo.prompts.answer``).
+        """
+        if self.is_causal:
+            if not self.labels:
+                raise BadInput(f"{self.name!r} generates free text and has no labels; use .generate(inputs)")
+            return [answer(self.meta, text) for text in self.generate(inputs, batch_size=batch_size)]
         return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
+
+    def generate(self, inputs, *, batch_size: int = 8, **generation) -> list[str]:
+        """The adapter's generation for each input, rendered with its zoo.json prompt format (new text only).
+
+            >>> handle = zoo.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="alpaca-lora")   # doctest: +SKIP
+            >>> handle.generate([{"instruction": "Name a colour.", "input": ""}], max_new_tokens=8)  # doctest: +SKIP
+            ['Blue.']
+        """
+        if not self.is_causal:
+            raise BadInput(f"{self.name!r} is a classification adapter; use .predict(inputs) or .logits(inputs)")
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
+        prompts = render_inputs(self.meta, self.zoo.tokenizer, inputs)
+        return self.zoo.generate(prompts, adapter=self.name, batch_size=batch_size, **generation)
 
     def __repr__(self):
         meta = self.meta

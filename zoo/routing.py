@@ -2,11 +2,15 @@
 
 The registry wraps the base model's modules once:
 
-- every ``nn.Linear`` becomes a :class:`RoutedLinear` that adds, per row, that row's adapter delta
-  (LoRA ``B A x``, IA3 scaling of the input or the output) on top of the one shared base matmul;
+- every ``nn.Linear`` (and GPT-2's ``Conv1D``) becomes a :class:`RoutedLinear` that adds, per row,
+  that row's adapter delta (LoRA ``B A x``, IA3 scaling of the input or the output) on top of the
+  one shared base matmul;
 - every block that a last-layers adapter may replace (the top transformer layers, the pooler)
   becomes a :class:`RoutedBlock` that sends the rows of such adapters through their own copy;
-- the classification head becomes a :class:`RoutedHead` holding one head per adapter.
+- the classification head becomes a :class:`RoutedHead` holding one head per adapter;
+- a causal LM's ``prepare_inputs_for_generation`` gets a hook (:func:`install_generation_hook`) that
+  adds each row's virtual tokens (prompt tuning, P-tuning) or prefix (prefix tuning) inside
+  transformers' own ``generate`` loop, as PEFT's ``PeftModelForCausalLM`` does for one adapter.
 
 Which rows belong to which adapter is not module state: it is a :class:`Route` held in a
 ``contextvars.ContextVar`` for the duration of one forward pass. Each thread (and each asyncio
@@ -21,6 +25,7 @@ import contextlib
 import contextvars
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -46,6 +51,10 @@ class Route:
         """The route of the first ``stop`` rows (a prefix of whole segments)."""
         return Route(tuple(s for s in self.segments if s.stop <= stop), stop)
 
+    def repeat(self, k: int) -> "Route":
+        """The route once every row is repeated ``k`` times in place, as beam search expands a batch."""
+        return Route(tuple(Segment(s.adapter, s.start * k, s.stop * k) for s in self.segments), self.rows * k)
+
 
 @contextlib.contextmanager
 def routed(route: Route):
@@ -67,11 +76,13 @@ class RoutedLinear(nn.Module):
     ``("lora", A^T, scale * B^T)`` or ``("ia3", vector, is_feedforward)``.
     """
 
-    def __init__(self, base: nn.Linear, path: str):
+    def __init__(self, base: nn.Module, path: str):
         super().__init__()
         self.base = base
         self.path = path
-        self.in_features, self.out_features = base.in_features, base.out_features
+        # transformers' Conv1D (GPT-2) is x @ W + b with W stored (in, out), the transpose of nn.Linear's
+        self.transposed = not isinstance(base, nn.Linear)
+        self.in_features, self.out_features = linear_features(base)
 
     @property
     def weight(self):  # code that inspects the base (dtype/device probes) still finds it
@@ -118,15 +129,33 @@ class RoutedLinear(nn.Module):
         """
         w, b = self.base.weight, self.base.bias
         if d[0] == "lora":
+            # Few tokens (a decoding step): the side pass is cheaper; measured for one token per row on
+            # 576x1536 layers, folding costs 2-4x the side pass, which costs ~1.1x the bare matmul.
             if x.numel() // x.shape[-1] * (w.shape[0] + w.shape[1]) <= w.shape[0] * w.shape[1]:
-                y = self.base(x)  # few tokens: the side pass is cheaper than folding
+                y = self.base(x)
                 y.view(-1, y.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]) @ d[1], d[2])
                 return y
+            if self.transposed:
+                flat = x.reshape(-1, x.shape[-1])
+                y = torch.addmm(b, flat, torch.addmm(w, d[1], d[2])) if b is not None else flat @ torch.addmm(w, d[1], d[2])
+                return y.view(*x.shape[:-1], self.out_features)
             return nn.functional.linear(x, torch.addmm(w, d[2].t(), d[1].t()), b)
         if d[2]:  # IA3, feed-forward: W (x * l)
             return self.base(torch.mul(x, d[1], out=_workspace(x)))
         y = self.base(x)
         return y.mul_(d[1])
+
+
+def linear_features(module: nn.Module) -> tuple[int, int]:
+    """(in, out) features of an ``nn.Linear``, or of a transformers ``Conv1D`` (weight stored (in, out))."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    return tuple(module.weight.shape)
+
+
+def is_linear(module: nn.Module) -> bool:
+    """A layer RoutedLinear can serve: ``nn.Linear`` or transformers' ``Conv1D``."""
+    return isinstance(module, (nn.Linear, *_CONV1D))
 
 
 _LOCAL = threading.local()
@@ -149,6 +178,8 @@ def _workspace(like: torch.Tensor) -> torch.Tensor:
 def _slice_rows(value, start: int, stop: int, rows: int):
     if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == rows:
         return value[start:stop]
+    if isinstance(value, tuple):  # rotary (cos, sin) of decoder-only models
+        return tuple(_slice_rows(v, start, stop, rows) for v in value)
     return value
 
 
@@ -173,9 +204,13 @@ class RoutedBlock(nn.Module):
         own = [(seg, block) for seg, block in own if block is not None]
         if not own:
             return self.base(hidden, *args, **kwargs)
-        if any(isinstance(v, _CACHE_TYPES) for v in (*args, *kwargs.values())):
-            raise RuntimeError("a cached forward cannot mix replaced and shared layers")  # the registry never does this
         rows = route.rows
+        if len(own) == 1 and own[0][0].start == 0 and own[0][0].stop == rows:
+            with routed(Route((), rows)):  # every row replaces this block: one call, a KV cache may pass through
+                return own[0][1](hidden, *args, **kwargs)
+        if any(isinstance(v, _CACHE_TYPES) for v in (*args, *kwargs.values())):
+            # a KV cache is one object for the whole batch: split calls would append partial rows to it
+            raise RuntimeError("a cached forward cannot mix replaced and shared layers")  # the registry never does this
         parts = []
         shared_stop = own[0][0].start
         if shared_stop > 0:
@@ -222,6 +257,102 @@ class RoutedHead(nn.Module):
             y[seg.start:seg.stop, ..., :o.shape[-1]] = o
         return y
 
+
+# ------------------------------------------------------------------------------- generation
+_VIRTUAL: contextvars.ContextVar["VirtualTokens | None"] = contextvars.ContextVar("zoo_virtual", default=None)
+
+
+@dataclass(frozen=True)
+class VirtualTokens:
+    """What every row of one ``generate`` call gets before its tokens: ``kind`` is "prompt" or "prefix".
+
+    ``make(route)`` builds them for the batch the model sees (rows repeated for beams): the
+    (rows, n, hidden) prompt embeddings, or a prefilled ``DynamicCache`` of n positions.
+    """
+
+    kind: str
+    n: int
+    make: Callable[[Route], object]
+
+
+@contextlib.contextmanager
+def virtual_tokens(value: VirtualTokens | None):
+    token = _VIRTUAL.set(value)
+    try:
+        yield
+    finally:
+        _VIRTUAL.reset(token)
+
+
+def install_generation_hook(model) -> None:
+    """Wrap ``model.prepare_inputs_for_generation`` once so that generate() adds the current call's virtual tokens.
+
+    The hook reads a ContextVar, like the route: concurrent generate() calls never see each other's
+    tokens, and the model is never patched per request (PEFT patches it for the length of each call).
+    """
+    original = model.prepare_inputs_for_generation
+    embed = model.get_input_embeddings()
+
+    def prepare_inputs_for_generation(*args, **kwargs):
+        inputs = original(*args, **kwargs)
+        virtual = _VIRTUAL.get()
+        return inputs if virtual is None else _add_virtual_tokens(inputs, virtual, embed)
+
+    model.prepare_inputs_for_generation = prepare_inputs_for_generation
+
+
+def _add_virtual_tokens(inputs: dict, virtual: VirtualTokens, embed: nn.Module) -> dict:
+    """PEFT's ``PeftModelForCausalLM.prepare_inputs_for_generation`` (peft 0.21), with per-row tokens.
+
+    Prefix tuning is laid out as PEFT lays it out: n cached positions before the (left-padded) row,
+    positions shifted by n. Prompt tuning differs on purpose: PEFT puts the n prompt embeddings
+    before the left padding and counts positions over the padding, so a row's answer changes with
+    the padding its batch needs. Here each row reads [padding; prompt; tokens] with positions from
+    0 at its prompt, as when it is alone (and as in training, where padding is on the right):
+    answers never depend on the other rows of a batch.
+    """
+    ids = inputs["input_ids"]
+    cache = inputs.get("past_key_values")
+    first = cache is None or cache.get_seq_length() == 0
+    mask = inputs.get("attention_mask")
+    n, rows = virtual.n, ids.shape[0]
+    if mask is not None and mask.dim() != 2:
+        raise RuntimeError("virtual tokens need a 2-d attention mask (a compiled static cache is not supported)")
+    positions = inputs.get("position_ids")
+    if virtual.kind == "prefix":
+        if mask is not None:  # generate drops an all-ones mask; without one, nothing is masked either way
+            inputs["attention_mask"] = torch.cat([mask.new_ones((rows, n)), mask], dim=1)
+        if positions is not None:
+            inputs["position_ids"] = positions + n
+        if first:
+            inputs["past_key_values"] = virtual.make(_ROUTE.get())
+        return inputs
+    if mask is not None:  # left padding: [padding; prompt; tokens] has the zeros first, like the mask itself
+        inputs["attention_mask"] = torch.cat([mask, mask.new_ones((rows, n))], dim=1)
+    if not first:
+        if positions is not None:
+            inputs["position_ids"] = positions + n
+        return inputs
+    embeds = embed(ids)
+    seq = torch.cat([virtual.make(_ROUTE.get()).to(embeds.dtype), embeds], dim=1)  # [prompt; padding; tokens]
+    if positions is not None:
+        positions = torch.cat([torch.arange(n, device=positions.device).expand(rows, n), positions + n], dim=1)
+    if mask is not None:  # move each row's prompt after its padding
+        pads = (mask == 0).sum(dim=1, keepdim=True)
+        j = torch.arange(n + ids.shape[1], device=ids.device).expand(rows, -1)
+        order = torch.where(j < pads, j + n, torch.where(j < pads + n, j - pads, j))
+        seq = seq.gather(1, order.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+        positions = positions.gather(1, order) if positions is not None else None
+    inputs.update(inputs_embeds=seq, input_ids=None, position_ids=positions)
+    return inputs
+
+
+try:  # GPT-2's projections
+    from transformers.pytorch_utils import Conv1D as _Conv1D
+
+    _CONV1D: tuple = (_Conv1D,)
+except ImportError:  # pragma: no cover
+    _CONV1D = ()
 
 try:  # transformers' cache classes, to refuse splitting a cached forward
     from transformers.cache_utils import Cache as _Cache
