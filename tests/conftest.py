@@ -17,6 +17,10 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("ZOO_TEST_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 RECIPES = sorted((ROOT / "recipes").glob("*.py"))
+# Recipes on causal LMs (generation, verbalizers, QLoRA, in-context baselines) train on tiny_llama / tiny_gpt2.
+CAUSAL_STEMS = ("alpaca_", "imdb_", "cnn_dailymail_", "_icl", "llama3")
+CAUSAL_RECIPES = [p for p in RECIPES if any(s in p.stem for s in CAUSAL_STEMS)]
+CLASSIFIER_RECIPES = [p for p in RECIPES if p not in CAUSAL_RECIPES]
 
 
 def pytest_configure(config):
@@ -99,3 +103,85 @@ def tiny_roberta(tiny_bert, tmp_path_factory) -> Path:
     RobertaModel(config, add_pooling_layer=False).save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+CHAT_TEMPLATE = (  # SmolLM2's ChatML layout, so the tiny Llama exercises the chat-template path
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _byte_bpe(folder: Path, specials: list[str], size: int = 1200):
+    """A byte-level BPE trained here on mirror text (SST-2, RTE, Alpaca): round-trips any text, as real LM tokenizers do."""
+    import json
+
+    from tokenizers import ByteLevelBPETokenizer
+
+    texts = []
+    for path in (SHARED_DATA / "sst2" / "train.tsv", SHARED_DATA / "rte" / "train.tsv"):
+        texts += path.read_text(encoding="utf-8").splitlines()[:2000]
+    for row in json.loads((SHARED_DATA / "alpaca" / "alpaca_data.json").read_text(encoding="utf-8")):
+        texts += [row["instruction"], row["input"], row["output"]]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=size, min_frequency=2, special_tokens=specials)
+    bpe.save(str(folder / "tokenizer.json"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama (hidden 32, grouped-query attention) with a byte-level BPE and a ChatML chat template, like SmolLM2."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    _byte_bpe(folder, specials)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), bos_token="<|im_start|>",
+                                        eos_token="<|im_end|>", unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+                         initializer_range=0.2)  # large enough that a few steps move the logits
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    """A 2-layer GPT-2 (Conv1D projections, no chat template, no pad token) with a byte-level BPE."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    _byte_bpe(folder, ["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), bos_token="<|endoftext|>",
+                                        eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=1024,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def causal_mirror(tmp_path_factory) -> Path:
+    """A mirror for the Hub-only causal tasks, from real mirror text: IMDB-shaped reviews (SST-2 sentences)
+    and CNN/DailyMail-shaped articles (an Alpaca response as the article, its first sentence as the summary)."""
+    import json
+
+    root = tmp_path_factory.mktemp("causal-mirror")
+    (root / "imdb").mkdir()
+    lines = (SHARED_DATA / "sst2" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    (root / "imdb" / "train.tsv").write_text("\n".join(["label\ttext", *lines[1:161]]) + "\n", encoding="utf-8")
+    (root / "cnn_dailymail").mkdir()
+    records = json.loads((SHARED_DATA / "alpaca" / "alpaca_data.json").read_text(encoding="utf-8"))
+    pairs = [{"article": r["output"], "highlights": r["output"].split(". ")[0]} for r in records if len(r["output"]) > 80]
+    for split, chunk in (("train", pairs[:60]), ("validation", pairs[60:80])):
+        text = "\n".join(json.dumps(p) for p in chunk) + "\n"
+        (root / "cnn_dailymail" / f"{split}.jsonl").write_text(text, encoding="utf-8")
+    return root

@@ -112,3 +112,30 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(case, tiny_bert, shared_d
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists(), "a failed run leaves no output folder"
     assert not (tmp_path / "home").exists(), "and publishes nothing"
+
+
+def test_causal_train_push_generate_predict_and_eval(tiny_llama, shared_data, tmp_path, env):
+    """A causal adapter and an in-context entry, from the shell: train, publish, generate, predict, eval, list."""
+    from tests.test_causal import quick
+
+    sets = [a for o in quick(tiny_llama, shared_data, steps=2) for a in ("--set", o)]
+    out = run(["train", "recipes/alpaca_lora.py", *sets, "--output-dir", str(tmp_path / "a"), "--push", "--no-progress"], env)
+    assert "answer perplexity" in out.stdout and "base model" in out.stdout and "published alpaca-lora" in out.stdout
+    out = run(["generate", "Name a colour.", "Add 2 and 3.", "--base", str(tiny_llama), "--adapter", "alpaca-lora",
+               "--max-new-tokens", "4", "--json"], env)
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [r["input"] for r in rows] == ["Name a colour.", "Add 2 and 3."] and all(isinstance(r["text"], str) for r in rows)
+
+    out = run(["train", "recipes/sst2_zero_shot_icl.py", *sets, "--output-dir", str(tmp_path / "i"), "--push",
+               "--no-progress"], env)
+    assert "no answer" in out.stdout
+    out = run(["predict", "a gripping film", "--base", str(tiny_llama), "--adapter", "sst2-zero-shot-icl", "--json"], env)
+    row = json.loads(out.stdout.strip().splitlines()[-1])[0]
+    assert row["adapter"] == "sst2-zero-shot-icl" and row["label"] in (None, "negative", "positive") and "text" in row
+    metrics = json.loads(run(["eval", "sst2-zero-shot-icl", "--base", str(tiny_llama), "--max-samples", "6", "--json"],
+                             env).stdout.strip().splitlines()[-1])
+    assert metrics["n"] == 6 and 0 <= metrics["no_answer_rate"] <= 1
+    listing = run(["list", "--base", str(tiny_llama)], env).stdout
+    assert "alpaca-lora" in listing and "perplexity" in listing and "sst2-zero-shot-icl" in listing
+    failed = run(["generate", "x", "--base", str(tiny_llama), "--adapter", "alpaca-lora", "--num-beams", "0"], env, check=False)
+    assert failed.returncode == 2 and "error" in failed.stderr and "Traceback" not in failed.stderr

@@ -9,7 +9,7 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from tests.conftest import RECIPES, quick_overrides
+from tests.conftest import CLASSIFIER_RECIPES, quick_overrides
 from zoo import apply_overrides, load_recipe
 from zoo.train import train
 
@@ -22,7 +22,7 @@ class Snapshot(TrainerCallback):
         self.frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+@pytest.mark.parametrize("path", CLASSIFIER_RECIPES, ids=[p.stem for p in CLASSIFIER_RECIPES])
 def test_recipe_trains_a_few_steps(path, tiny_bert, shared_data, mnli_mirror, tmp_path):
     recipe = load_recipe(path)
     data = mnli_mirror if recipe.task == "glue/mnli" else shared_data
