@@ -23,6 +23,7 @@ from safetensors.torch import load
 from torch import nn
 
 from .errors import AdapterBaseMismatch, UnsafeAdapter, ZooError
+from .generation import GENERATION_DEFAULTS, check_generation
 from .methods import LAST_LAYERS_WEIGHTS, PEFT_WEIGHTS, check_safe_folder
 from .routing import linear_features
 
@@ -32,31 +33,6 @@ from .routing import linear_features
 SERVED = {"lora": "LORA", "qlora": "LORA", "ia3": "IA3", "prompt-tuning": "PROMPT_TUNING", "p-tuning": "P_TUNING",
           "prefix-tuning": "PREFIX_TUNING", "last-layers": None, "icl": None}
 TASK_TYPES = ("SEQ_CLS", "CAUSAL_LM")
-
-
-# Generation settings a causal adapter's zoo.json "generation" and generate(**settings) may give, with defaults.
-GENERATION_DEFAULTS = {"max_new_tokens": 64, "do_sample": False, "num_beams": 1, "temperature": 1.0, "top_p": 1.0,
-                       "top_k": 50, "repetition_penalty": 1.0}
-_GENERATION_RULES = {  # key -> (accepted types, test, what the value must be)
-    "max_new_tokens": (int, lambda v: v >= 1, "an integer >= 1"),
-    "num_beams": (int, lambda v: v >= 1, "an integer >= 1"),
-    "do_sample": (bool, lambda v: True, "true or false"),
-    "temperature": ((int, float), lambda v: v > 0, "a number > 0"),
-    "top_p": ((int, float), lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "top_k": (int, lambda v: v >= 0, "an integer >= 0"),
-    "repetition_penalty": ((int, float), lambda v: v > 0, "a number > 0"),
-}
-
-
-def check_generation(settings: dict, error: type[ZooError], where: str) -> None:
-    """Every setting is a known key with a sensible value, else ``error`` naming the key and what it must be."""
-    unknown = sorted(set(settings) - set(GENERATION_DEFAULTS))
-    if unknown:
-        raise error(f"{where}: unknown generation setting(s) {unknown}; allowed: {', '.join(GENERATION_DEFAULTS)}")
-    for key, value in settings.items():
-        types, ok, must = _GENERATION_RULES[key]
-        if isinstance(value, bool) != (types is bool) or not isinstance(value, types) or not ok(value):
-            raise error(f"{where}: generation setting {key}={value!r} must be {must}")
 
 
 class UnsupportedAdapter(ZooError):

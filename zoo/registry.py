@@ -20,6 +20,10 @@ through a sequence-classification shell that shares it (``score`` head, last-tok
 
 Memory: adapters stay resident after use. With ``max_adapters`` or ``max_bytes`` the least
 recently used adapter is evicted when the budget is exceeded and reloaded on its next request.
+
+This module holds the :class:`Zoo` itself (its adapters, their eviction, and the classification
+forward) and the process-wide registries of :func:`shared`. Loading and wrapping the base is in
+``zoo.base_model``, generation in ``zoo.generation``, and :class:`AdapterHandle` in ``zoo.handles``.
 """
 
 from __future__ import annotations
@@ -32,19 +36,16 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from .adapters import GENERATION_DEFAULTS, AdapterWeights, BaseLayout, check_generation, read_adapter
+from .adapters import AdapterWeights, read_adapter
+from .base_model import load_base, release_free_memory, wrap_base
 from .errors import AdapterNotFound, BadInput, ZooError
+from .generation import check_generation, generate_rows, install_generation_hook
+from .handles import AdapterHandle  # also imported from here: zoo.cli, tests
 from .loading import check_input, predictions
 from .local_hub import LocalHub, read_meta
-from .methods import head_parameter_names, load_base_classifier, transformer_layers
-from .prompts import answer, render_inputs
-from .routing import (Route, RoutedBlock, RoutedHead, RoutedLinear, Segment, VirtualTokens, install_generation_hook,
-                      is_linear, routed, virtual_tokens)
-from .sources import ResolvedModel, resolve_model
-
-HEAD_NAMES = ("classifier", "score")
+from .routing import prefix_cache, prompt_embeddings, route_rows, routed
+from .sources import resolve_model
 
 
 class Zoo:
@@ -59,14 +60,14 @@ class Zoo:
         self.base = base
         self.hub = hub or LocalHub()
         self.max_adapters, self.max_bytes = max_adapters, max_bytes
-        model, classifier, tokenizer = _load_base(resolve_model(base), dtype)
+        model, classifier, tokenizer = load_base(resolve_model(base), dtype)
         for m in {id(model): model, id(classifier): classifier}.values():
             if m is not None:
                 m.eval()
                 for p in m.parameters():
                     p.requires_grad_(False)
         self.tokenizer = tokenizer
-        self.layout = self._wrap(model, classifier, base)
+        self.layout = wrap_base(model, classifier, base)
         self.model = model                # the base as loaded: a classifier, or a causal LM
         self.classifier = classifier      # what predict() runs: the model itself, or a shell sharing its backbone
         self._tokenizing = threading.Lock()  # a fast tokenizer's truncation/padding is state set per call
@@ -80,56 +81,7 @@ class Zoo:
         self._lock = threading.RLock()
         self._loading: dict[str, threading.Lock] = {}
         self.stats = {"loads": 0, "evictions": 0}
-        _release_free_memory()
-
-    # ----------------------------------------------------------------------------- base wrapping
-    @staticmethod
-    def _wrap(model, classifier, base_id: str) -> BaseLayout:
-        """Put routing wrappers around the Linear layers, the top blocks and the head (once)."""
-        config = model.config.get_text_config()
-        causal = classifier is not model
-        module_types = {n: type(m).__name__ for n, m in model.named_modules() if n}
-        head_path = head_template = None
-        if classifier is not None:
-            head_path = next((n for n in HEAD_NAMES if isinstance(getattr(classifier, n, None), nn.Module)), None)
-            if head_path is None:
-                raise ZooError(f"{type(classifier).__name__} has no classifier/score head; the registry cannot serve it")
-            head_template = copy.deepcopy(getattr(classifier, head_path)).to("meta")
-        # Replaceable blocks: each transformer layer, and modules outside the backbone's stack that a
-        # last-layers run trains (the pooler of BERT-like models, the final norm of causal LMs).
-        layers = transformer_layers(model)
-        names = {id(m): n for n, m in model.named_modules()}
-        block_paths = {names[id(layer)]: layer for layer in layers}
-        block_paths.update(_final_norms(model, layers) if causal else _poolers(model, head_path, block_paths))
-        blocks = {path: copy.deepcopy(m).to("meta") for path, m in block_paths.items()}
-        # The LM head is tied to the input embeddings and never adapted: it stays a plain Linear.
-        skip = names.get(id(model.get_output_embeddings()), "lm_head") if causal else head_path
-        linears = {n: m for n, m in model.named_modules() if is_linear(m) and not n.startswith(skip + ".") and n != skip}
-        # Wrap Linears first (inside blocks), then blocks, then the head.
-        for path, linear in linears.items():
-            parent, _, attr = path.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, attr, RoutedLinear(linear, path))
-        for path in blocks:
-            parent, _, attr = path.rpartition(".")
-            owner = model.get_submodule(parent)
-            current = owner[int(attr)] if isinstance(owner, nn.ModuleList) else getattr(owner, attr)
-            wrapped = RoutedBlock(current, path)
-            if isinstance(owner, nn.ModuleList):
-                owner[int(attr)] = wrapped
-            else:
-                setattr(owner, attr, wrapped)
-        if head_path is not None:
-            setattr(classifier, head_path, RoutedHead(head_template, head_path))
-        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
-        heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head")
-        # Prefix tuning stores keys/values per KV head: PEFT's token_dim under grouped-query attention.
-        as_dict = config.to_dict()
-        kv_heads = as_dict.get("num_key_value_heads")
-        head_dim = (as_dict.get("head_dim") or hidden // heads) if kv_heads else hidden // heads
-        return BaseLayout(linears=linears, blocks=blocks, head_path=head_path, head_template=head_template,
-                          hidden_size=hidden, num_layers=len(layers), num_heads=heads, base_id=base_id,
-                          module_types=module_types, causal=causal, prefix_heads=kv_heads or heads,
-                          prefix_head_dim=head_dim)
+        release_free_memory()
 
     # ----------------------------------------------------------------------------- adapters
     @property
@@ -171,7 +123,7 @@ class Zoo:
             self._resident[key] = weights
             self._resident.move_to_end(key)
             self._evict(keep=key)
-        _release_free_memory()
+        release_free_memory()
         return key
 
     def remove(self, name: str) -> None:
@@ -308,7 +260,7 @@ class Zoo:
         return input_ids, mask, token_types
 
     def _forward(self, group: tuple, chunk: list[int], inputs, rows):
-        chunk, route = _route(chunk, rows)
+        chunk, route = route_rows(chunk, rows)
         input_ids, mask, token_types = self._encode(chunk, inputs, rows)
         kwargs = {"attention_mask": mask}
         if token_types is not None:
@@ -323,26 +275,16 @@ class Zoo:
                 kwargs["attention_mask"] = torch.cat([torch.ones(len(chunk), n, dtype=mask.dtype), mask], dim=1)
                 if token_types is not None:
                     kwargs["token_type_ids"] = torch.cat([torch.zeros(len(chunk), n, dtype=torch.long), token_types], 1)
-                logits = model(inputs_embeds=torch.cat([_prompts(route).to(embeds.dtype), embeds], dim=1), **kwargs).logits
+                logits = model(inputs_embeds=torch.cat([prompt_embeddings(route).to(embeds.dtype), embeds], dim=1), **kwargs).logits
             elif group[0] == "prefix":
                 n = group[1]
                 kwargs["attention_mask"] = torch.cat([torch.ones(len(chunk), n, dtype=mask.dtype), mask], dim=1)
-                kwargs["past_key_values"] = self._prefix_cache(route)
+                kwargs["past_key_values"] = prefix_cache(route, self.model.dtype)
                 logits = model(input_ids=input_ids, **kwargs).logits
             else:
                 logits = model(input_ids=input_ids, **kwargs).logits
         logits = logits.float().numpy()
         return chunk, [logits[r, :len(rows[i].labels)].copy() for r, i in enumerate(chunk)]
-
-    def _prefix_cache(self, route: Route):
-        """Per-row past keys/values, laid out as PEFT's prefix tuning lays them out."""
-        from transformers import DynamicCache
-
-        segments = route.segments
-        pkv = torch.cat([s.adapter.prefix.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in segments])
-        n, shape = pkv.shape[1], segments[0].adapter.prefix_shape
-        pkv = pkv.to(self.model.dtype).view(pkv.shape[0], n, *shape).permute([2, 0, 3, 1, 4]).split(2)
-        return DynamicCache(pkv)
 
     # ----------------------------------------------------------------------------- generation
     def generate(self, prompts: Sequence[str], *, adapter: str | None = None, adapters: Sequence[str] | None = None,
@@ -366,38 +308,7 @@ class Zoo:
                 raise BadInput(f"input {i}: {a.key!r} is a classification adapter; use predict() or logits()")
             if not isinstance(prompt, str):
                 raise BadInput(f"input {i}: expected a prompt string, got {type(prompt).__name__}")
-        settings = {id(a): _settings(a, generation) for a in rows}
-        # One generate() call per group: the same virtual tokens, the same settings, and, for
-        # last-layers, the same adapter (a KV cache cannot be split between replaced and shared blocks).
-        groups: dict[tuple, list[int]] = {}
-        for i, a in enumerate(rows):
-            key = (a.group, id(a) if a.blocks else None, tuple(sorted(settings[id(a)].items())))
-            groups.setdefault(key, []).append(i)
-        out: list[str | None] = [None] * len(prompts)
-        for (group, _, items), idx in groups.items():
-            idx.sort(key=lambda i: len(prompts[i]))
-            for start in range(0, len(idx), batch_size):
-                chunk, texts = self._generate(group, idx[start:start + batch_size], prompts, rows, dict(items))
-                for i, text in zip(chunk, texts):
-                    out[i] = text
-        return out  # type: ignore[return-value]
-
-    def _generate(self, group: tuple, chunk: list[int], prompts, rows, settings: dict):
-        chunk, route = _route(chunk, rows)
-        with self._tokenizing:
-            ids = [self._prompt_tokenizer(prompts[i], truncation=True, max_length=rows[i].max_length)["input_ids"]
-                   for i in chunk]
-        input_ids, mask = _pad(ids, self.tokenizer.pad_token_id, left=True)
-        virtual = None
-        if group[0] == "prompt":
-            virtual = VirtualTokens("prompt", group[1], _prompts)
-        elif group[0] == "prefix":
-            virtual = VirtualTokens("prefix", group[1], self._prefix_cache)
-        settings["pad_token_id"] = self.tokenizer.pad_token_id  # GPT-2 ships none: the tokenizer's (eos), as zoo.causal
-        # Beam search repeats each row num_beams times in place: the route follows the batch the layers see.
-        with torch.inference_mode(), routed(route.repeat(settings["num_beams"])), virtual_tokens(virtual):
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, **settings)
-        return chunk, self.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+        return generate_rows(self, prompts, rows, batch_size, generation)
 
     # ----------------------------------------------------------------------------- handles
     def handle(self, name: str, *, folder: str | Path | None = None) -> "AdapterHandle":
@@ -415,208 +326,8 @@ class Zoo:
         return f"Zoo({self.base!r}, adapters={self.names}, resident={len(self._resident)})"
 
 
-def _release_free_memory() -> None:
-    """Hand heap pages freed by loading (file buffers, temporaries) back to the OS (glibc only).
-
-    A long-lived server otherwise keeps them as resident memory it will rarely reuse."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if _TRIM:
-        _TRIM(0)
-
-
-_TRIM = None
-
-
 def _length(item) -> int:
     return sum(map(len, item)) if isinstance(item, (tuple, list)) else len(item) if isinstance(item, str) else 0
-
-
-def _route(chunk: list[int], rows) -> tuple[list[int], Route]:
-    """The chunk reordered so each adapter's rows are one slice (adapters replacing blocks last), and its route."""
-    order: dict[int, list[int]] = OrderedDict()
-    for i in sorted(chunk, key=lambda i: bool(rows[i].blocks)):
-        order.setdefault(id(rows[i]), []).append(i)
-    chunk = [i for members in order.values() for i in members]
-    segments, start = [], 0
-    for members in order.values():
-        segments.append(Segment(rows[members[0]], start, start + len(members)))
-        start += len(members)
-    return chunk, Route(tuple(segments), len(chunk))
-
-
-def _prompts(route: Route) -> torch.Tensor:
-    """Each row's virtual prompt embeddings (prompt tuning, P-tuning): (rows, n, hidden)."""
-    return torch.cat([s.adapter.prompt.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in route.segments])
-
-
-def _pad(ids: list[list[int]], pad: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for r, x in enumerate(ids):
-        sl = slice(width - len(x), width) if left else slice(0, len(x))
-        input_ids[r, sl] = torch.tensor(x, dtype=torch.long)
-        mask[r, sl] = 1
-    return input_ids, mask
-
-
-def _settings(adapter: AdapterWeights, overrides: dict) -> dict:
-    """Generation settings for one adapter: defaults, its zoo.json "generation", then the caller's."""
-    own = {k: v for k, v in (adapter.meta.get("generation") or {}).items() if k in GENERATION_DEFAULTS}
-    settings = {**GENERATION_DEFAULTS, **own, **overrides}
-    if not settings["do_sample"]:  # greedy and beam search ignore these; passing them only makes transformers warn
-        for key in ("temperature", "top_p", "top_k"):
-            settings.pop(key)
-    return settings
-
-
-def _is_decoder_only(config) -> bool:
-    """A causal LM (Llama, GPT-2, ...): by its saved architecture, else by its model type."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    if getattr(config, "is_encoder_decoder", False):
-        return False
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.architectures or []):
-        return True
-    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-
-def _load_base(resolved: ResolvedModel, dtype):
-    """(model, classifier, tokenizer): a classifier twice, or a causal LM and a classification shell sharing its backbone."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(resolved.path, local_files_only=resolved.local_files_only)
-    if not _is_decoder_only(config):
-        model, tokenizer = load_base_classifier(resolved, ("0", "1"), dtype=dtype)
-        return model, model, tokenizer
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=resolved.local_files_only)
-    if tokenizer.pad_token is None:  # as load_base_classifier: decoder-only bases (GPT-2) ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(
-        resolved.path, local_files_only=resolved.local_files_only, use_safetensors=None if resolved.source == "hub" else True,
-        **({"dtype": dtype} if dtype is not None else {}),
-    )
-    return model, _classifier_shell(model, tokenizer), tokenizer
-
-
-def _classifier_shell(model, tokenizer):
-    """``AutoModelForSequenceClassification`` around the causal LM's own backbone (no weights of its own), or None.
-
-    Its forward is transformers' (last non-pad token pooling, as the adapters were trained with); its
-    head is replaced by the per-adapter RoutedHead, so one base in memory serves both kinds.
-    """
-    from transformers import AutoModelForSequenceClassification
-
-    config = copy.deepcopy(model.config)
-    if config.pad_token_id is None:  # pooling finds the last token by the pad id, as load_base_classifier sets it
-        config.pad_token_id = tokenizer.pad_token_id
-    try:
-        with torch.device("meta"):
-            shell = AutoModelForSequenceClassification.from_config(config)
-    except (ValueError, KeyError):  # no sequence-classification class for this architecture
-        return None
-    if shell.base_model_prefix != model.base_model_prefix:
-        return None
-    setattr(shell, shell.base_model_prefix, model.base_model)
-    return shell.eval()
-
-
-def _poolers(model, head_path: str, block_paths: dict) -> dict:
-    """Modules outside the layer stack that a classification last-layers run trains (BERT's pooler)."""
-    head_params = {n.rsplit(".", 1)[0] for n in head_parameter_names(model) if not n.startswith(head_path + ".")}
-    return {name: module for name, module in model.named_modules()
-            if name and any(p == name or p.startswith(name + ".") for p in head_params)
-            and name.count(".") == 1 and name not in block_paths}
-
-
-def _final_norms(model, layers: nn.ModuleList) -> dict:
-    """Trained modules of a causal last-layers run beside the top blocks: the backbone's final norm."""
-    prefix = model.base_model_prefix
-    return {f"{prefix}.{name}": child for name, child in model.base_model.named_children()
-            if child is not layers and not isinstance(child, nn.Embedding) and any(True for _ in child.parameters())}
-
-
-class AdapterHandle:
-    """One adapter of a shared :class:`Zoo`: ``.predict``, ``.logits``, ``.labels`` as ``zoo.load`` returns."""
-
-    def __init__(self, registry: Zoo, name: str):
-        self.zoo, self.name = registry, name
-
-    @property
-    def meta(self) -> dict:
-        return self.zoo.meta(self.name)
-
-    @property
-    def labels(self) -> list[str]:
-        return self.zoo.labels(self.name)
-
-    @property
-    def is_pair(self) -> bool:
-        return len(self.meta.get("text_fields", ["text"])) == 2
-
-    @property
-    def path(self) -> Path:
-        return self.zoo._known[self.name]
-
-    @property
-    def is_causal(self) -> bool:
-        return self.meta.get("task_type", "SEQ_CLS") == "CAUSAL_LM"
-
-    def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
-        from tqdm.auto import tqdm
-
-        if self.is_causal:
-            raise BadInput(f"{self.name!r} is a causal-LM adapter: it has no logits per label; "
-                           "use .generate(inputs) for text, or .predict(inputs) for its answers read as labels")
-        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
-            raise BadInput(f"predict() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
-        n = len(self.labels)
-        if len(inputs) == 0:
-            return np.zeros((0, n), dtype=np.float32)
-        step = max(batch_size * 8, 256) if progress else len(inputs)
-        parts = []
-        for start in tqdm(range(0, len(inputs), step), desc=self.name, disable=not progress):
-            part = list(inputs[start:start + step])
-            parts.extend(self.zoo.logits(part, adapter=self.name, batch_size=batch_size))
-        return np.stack(parts).astype(np.float32)
-
-    def predict(self, inputs, *, batch_size: int = 32) -> list[dict]:
-        """Per input: ``{"label": name, "score": p, "scores": {name: p for every label}}``.
-
-        A causal-LM adapter with labels answers by generating: ``{"label": name or None, "text": generation,
-        "no_answer": bool}`` (``zoo.prompts.answer``).
-        """
-        if self.is_causal:
-            if not self.labels:
-                raise BadInput(f"{self.name!r} generates free text and has no labels; use .generate(inputs)")
-            return [answer(self.meta, text) for text in self.generate(inputs, batch_size=batch_size)]
-        return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
-
-    def generate(self, inputs, *, batch_size: int = 8, **generation) -> list[str]:
-        """The adapter's generation for each input, rendered with its zoo.json prompt format (new text only).
-
-            >>> handle = zoo.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="alpaca-lora")   # doctest: +SKIP
-            >>> handle.generate([{"instruction": "Name a colour.", "input": ""}], max_new_tokens=8)  # doctest: +SKIP
-            ['Blue.']
-        """
-        if not self.is_causal:
-            raise BadInput(f"{self.name!r} is a classification adapter; use .predict(inputs) or .logits(inputs)")
-        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
-            raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
-        prompts = render_inputs(self.meta, self.zoo.tokenizer, inputs)
-        return self.zoo.generate(prompts, adapter=self.name, batch_size=batch_size, **generation)
-
-    def __repr__(self):
-        meta = self.meta
-        return f"AdapterHandle({self.name!r} on {meta['base_model']!r}, {meta['method']}, labels={self.labels})"
 
 
 _SHARED: dict[tuple[str, str], Zoo] = {}
@@ -638,4 +349,3 @@ def clear_shared() -> None:
     """Drop the process-wide registries (frees their bases once no handle refers to them)."""
     with _SHARED_LOCK:
         _SHARED.clear()
-

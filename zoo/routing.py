@@ -1,22 +1,20 @@
 """Per-request routing inside one shared base model: which rows of a batch use which adapter.
 
-The registry wraps the base model's modules once:
+The registry wraps the base model's modules once (``zoo.base_model.wrap_base``):
 
 - every ``nn.Linear`` (and GPT-2's ``Conv1D``) becomes a :class:`RoutedLinear` that adds, per row,
   that row's adapter delta (LoRA ``B A x``, IA3 scaling of the input or the output) on top of the
   one shared base matmul;
 - every block that a last-layers adapter may replace (the top transformer layers, the pooler)
   becomes a :class:`RoutedBlock` that sends the rows of such adapters through their own copy;
-- the classification head becomes a :class:`RoutedHead` holding one head per adapter;
-- a causal LM's ``prepare_inputs_for_generation`` gets a hook (:func:`install_generation_hook`) that
-  adds each row's virtual tokens (prompt tuning, P-tuning) or prefix (prefix tuning) inside
-  transformers' own ``generate`` loop, as PEFT's ``PeftModelForCausalLM`` does for one adapter.
+- the classification head becomes a :class:`RoutedHead` holding one head per adapter.
 
 Which rows belong to which adapter is not module state: it is a :class:`Route` held in a
 ``contextvars.ContextVar`` for the duration of one forward pass. Each thread (and each asyncio
 task) has its own context, so concurrent callers never see each other's routes, and there is no
-global "active adapter". Rows of one forward are ordered by adapter, so each adapter's rows are a
-contiguous slice and its work is a matmul on a view, never a gather.
+global "active adapter". Rows of one forward are ordered by adapter (:func:`route_rows`), so each
+adapter's rows are a contiguous slice and its work is a matmul on a view, never a gather. Virtual
+tokens inside ``generate`` (prompt tuning, P-tuning, prefix tuning) are added by ``zoo.generation``.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -67,6 +65,35 @@ def routed(route: Route):
 
 def current_route() -> Route | None:
     return _ROUTE.get()
+
+
+def route_rows(chunk: list[int], rows) -> tuple[list[int], Route]:
+    """The chunk reordered so each adapter's rows are one slice (adapters replacing blocks last), and its route."""
+    order: dict[int, list[int]] = OrderedDict()
+    for i in sorted(chunk, key=lambda i: bool(rows[i].blocks)):
+        order.setdefault(id(rows[i]), []).append(i)
+    chunk = [i for members in order.values() for i in members]
+    segments, start = [], 0
+    for members in order.values():
+        segments.append(Segment(rows[members[0]], start, start + len(members)))
+        start += len(members)
+    return chunk, Route(tuple(segments), len(chunk))
+
+
+def prompt_embeddings(route: Route) -> torch.Tensor:
+    """Each row's virtual prompt embeddings (prompt tuning, P-tuning): (rows, n, hidden)."""
+    return torch.cat([s.adapter.prompt.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in route.segments])
+
+
+def prefix_cache(route: Route, dtype: torch.dtype):
+    """Each row's past keys/values (prefix tuning), laid out as PEFT's prefix tuning lays them out."""
+    from transformers import DynamicCache
+
+    segments = route.segments
+    pkv = torch.cat([s.adapter.prefix.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in segments])
+    n, shape = pkv.shape[1], segments[0].adapter.prefix_shape
+    pkv = pkv.to(dtype).view(pkv.shape[0], n, *shape).permute([2, 0, 3, 1, 4]).split(2)
+    return DynamicCache(pkv)
 
 
 class RoutedLinear(nn.Module):
@@ -256,95 +283,6 @@ class RoutedHead(nn.Module):
         for seg, o in outs:
             y[seg.start:seg.stop, ..., :o.shape[-1]] = o
         return y
-
-
-# ------------------------------------------------------------------------------- generation
-_VIRTUAL: contextvars.ContextVar["VirtualTokens | None"] = contextvars.ContextVar("zoo_virtual", default=None)
-
-
-@dataclass(frozen=True)
-class VirtualTokens:
-    """What every row of one ``generate`` call gets before its tokens: ``kind`` is "prompt" or "prefix".
-
-    ``make(route)`` builds them for the batch the model sees (rows repeated for beams): the
-    (rows, n, hidden) prompt embeddings, or a prefilled ``DynamicCache`` of n positions.
-    """
-
-    kind: str
-    n: int
-    make: Callable[[Route], object]
-
-
-@contextlib.contextmanager
-def virtual_tokens(value: VirtualTokens | None):
-    token = _VIRTUAL.set(value)
-    try:
-        yield
-    finally:
-        _VIRTUAL.reset(token)
-
-
-def install_generation_hook(model) -> None:
-    """Wrap ``model.prepare_inputs_for_generation`` once so that generate() adds the current call's virtual tokens.
-
-    The hook reads a ContextVar, like the route: concurrent generate() calls never see each other's
-    tokens, and the model is never patched per request (PEFT patches it for the length of each call).
-    """
-    original = model.prepare_inputs_for_generation
-    embed = model.get_input_embeddings()
-
-    def prepare_inputs_for_generation(*args, **kwargs):
-        inputs = original(*args, **kwargs)
-        virtual = _VIRTUAL.get()
-        return inputs if virtual is None else _add_virtual_tokens(inputs, virtual, embed)
-
-    model.prepare_inputs_for_generation = prepare_inputs_for_generation
-
-
-def _add_virtual_tokens(inputs: dict, virtual: VirtualTokens, embed: nn.Module) -> dict:
-    """PEFT's ``PeftModelForCausalLM.prepare_inputs_for_generation`` (peft 0.21), with per-row tokens.
-
-    Prefix tuning is laid out as PEFT lays it out: n cached positions before the (left-padded) row,
-    positions shifted by n. Prompt tuning differs on purpose: PEFT puts the n prompt embeddings
-    before the left padding and counts positions over the padding, so a row's answer changes with
-    the padding its batch needs. Here each row reads [padding; prompt; tokens] with positions from
-    0 at its prompt, as when it is alone (and as in training, where padding is on the right):
-    answers never depend on the other rows of a batch.
-    """
-    ids = inputs["input_ids"]
-    cache = inputs.get("past_key_values")
-    first = cache is None or cache.get_seq_length() == 0
-    mask = inputs.get("attention_mask")
-    n, rows = virtual.n, ids.shape[0]
-    if mask is not None and mask.dim() != 2:
-        raise RuntimeError("virtual tokens need a 2-d attention mask (a compiled static cache is not supported)")
-    positions = inputs.get("position_ids")
-    if virtual.kind == "prefix":
-        if mask is not None:  # generate drops an all-ones mask; without one, nothing is masked either way
-            inputs["attention_mask"] = torch.cat([mask.new_ones((rows, n)), mask], dim=1)
-        if positions is not None:
-            inputs["position_ids"] = positions + n
-        if first:
-            inputs["past_key_values"] = virtual.make(_ROUTE.get())
-        return inputs
-    if mask is not None:  # left padding: [padding; prompt; tokens] has the zeros first, like the mask itself
-        inputs["attention_mask"] = torch.cat([mask, mask.new_ones((rows, n))], dim=1)
-    if not first:
-        if positions is not None:
-            inputs["position_ids"] = positions + n
-        return inputs
-    embeds = embed(ids)
-    seq = torch.cat([virtual.make(_ROUTE.get()).to(embeds.dtype), embeds], dim=1)  # [prompt; padding; tokens]
-    if positions is not None:
-        positions = torch.cat([torch.arange(n, device=positions.device).expand(rows, n), positions + n], dim=1)
-    if mask is not None:  # move each row's prompt after its padding
-        pads = (mask == 0).sum(dim=1, keepdim=True)
-        j = torch.arange(n + ids.shape[1], device=ids.device).expand(rows, -1)
-        order = torch.where(j < pads, j + n, torch.where(j < pads + n, j - pads, j))
-        seq = seq.gather(1, order.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
-        positions = positions.gather(1, order) if positions is not None else None
-    inputs.update(inputs_embeds=seq, input_ids=None, position_ids=positions)
-    return inputs
 
 
 try:  # GPT-2's projections
