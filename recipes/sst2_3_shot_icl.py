@@ -11,6 +11,6 @@ recipe = Recipe(
     prompt=PromptFormat(template="Is the sentiment of this movie review positive or negative? Answer with one word.\n\n"
                                  "Review: {text}", shots=3),
     verbalizer={"negative": ["negative"], "positive": ["positive"]},
-    generation=GenerationArgs(max_new_tokens=4),
+    generation=GenerationArgs(max_new_tokens=16),
     train=TrainArgs(eval_batch_size=16, max_length=512, max_generate_samples=1000),
 )

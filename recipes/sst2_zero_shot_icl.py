@@ -11,7 +11,8 @@ recipe = Recipe(
     prompt=PromptFormat(template="Is the sentiment of this movie review positive or negative? Answer with one word.\n\n"
                                  "Review: {text}"),
     verbalizer={"negative": ["negative"], "positive": ["positive"]},
-    # Answers are one word: 4 new tokens suffice. All 872 validation sentences are answered.
-    generation=GenerationArgs(max_new_tokens=4),
+    # SmolLM2 often answers in a sentence ("The sentiment of this review is negative."): 16 new tokens
+    # leave room for that; the verbalizer takes the first label word. All 872 validation sentences are answered.
+    generation=GenerationArgs(max_new_tokens=16),
     train=TrainArgs(eval_batch_size=16, max_length=256, max_generate_samples=1000),
 )

@@ -13,6 +13,14 @@ import warnings  # noqa: E402
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 # datasets' Dataset.sort still uses a pyarrow option deprecated in pyarrow 25; same story.
 warnings.filterwarnings("ignore", message=".*null_placement.*", category=FutureWarning)
+# PEFT prints this for every prompt-tuning generate step in transformers 5 (the ids are rebuilt anyway).
+warnings.filterwarnings("ignore", message="Position ids are not supported for parameter efficient tuning")
+
+import logging  # noqa: E402
+
+# bitsandbytes logs, at import (peft imports it), that an optional CPU inference kernel from the Hub's
+# `kernels` package is missing; 4-bit training works without it (zoo/quantization.py), so say nothing.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda record: "kernels-community" not in record.getMessage())
 
 from .errors import (  # noqa: E402
     AdapterBaseMismatch,
