@@ -269,3 +269,40 @@ def test_private_repo_is_hidden_from_anonymous_readers(published, server):
         urllib.request.urlopen(f"{server.endpoint}/zoo-tester/secret-sst2/resolve/main/zoo.json", timeout=5)
     assert e.value.code == 404
     assert "zoo-tester/secret-sst2" in run([ZOO, "list", "--hub", "hf"], env).stdout
+
+
+def test_causal_adapter_and_icl_entry_on_the_hub(server, home, tiny_llama, shared_data):
+    """A causal LoRA adapter and an in-context entry pushed to the Hub: plain PEFT generates the same
+    text from the repo as zoo.load does, and the weightless entry loads and answers too."""
+    from tests.test_causal import quick
+
+    env = env_for(server, home, ZOO_HOME=str(home / "zoo-causal"))
+    sets = [a for o in quick(tiny_llama, shared_data, steps=2) for a in ("--set", o)]
+    for recipe, out in (("recipes/alpaca_lora.py", "causal-lora"), ("recipes/sst2_zero_shot_icl.py", "causal-icl")):
+        run([ZOO, "train", recipe, *sets, "--output-dir", str(home / out), "--push", "--no-progress"], env)
+    files = server.store.files("zoo-tester/sst2-zero-shot-icl", server.store.head("zoo-tester/sst2-zero-shot-icl"))
+    assert set(files) == {"zoo.json", "README.md"}  # a prompt and its measured metrics, no weights
+    got = python(f"""
+        import json, torch, zoo
+        from huggingface_hub import HfApi
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        base = {str(tiny_llama)!r}
+        handle = zoo.load(base, adapter="zoo-tester/alpaca-lora")
+        ours = handle.generate(["Name a colour."], max_new_tokens=6)
+        tok = AutoTokenizer.from_pretrained(base)
+        prompt = tok.apply_chat_template([{{"role": "user", "content": "Name a colour."}}], tokenize=False,
+                                         add_generation_prompt=True)
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), "zoo-tester/alpaca-lora").eval()
+        enc = tok([prompt], return_tensors="pt")
+        with torch.inference_mode():
+            out = model.generate(**enc, max_new_tokens=6, do_sample=False, repetition_penalty=1.1)  # the recipe's
+        plain = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        icl = zoo.load(base, adapter="zoo-tester/sst2-zero-shot-icl").predict(["a gripping film"])
+        info = HfApi().model_info("zoo-tester/alpaca-lora")
+        print(json.dumps({{"ours": ours, "plain": plain, "icl": icl, "pipeline": info.pipeline_tag,
+                           "same_base": handle.zoo is zoo.load(base, adapter="zoo-tester/sst2-zero-shot-icl").zoo}}))
+    """, env)
+    out = json.loads(got.stdout.strip().splitlines()[-1])
+    assert out["ours"] == out["plain"] and out["pipeline"] == "text-generation" and out["same_base"]
+    assert set(out["icl"][0]) >= {"label", "text", "no_answer"}
