@@ -210,3 +210,18 @@ def test_generation_settings_apply(tiny_llama, tmp_path):
         model.generate("not a list")
     with pytest.raises(BadInput, match="generate"):
         model.logits(["x"])
+
+
+def test_k_shot_examples_take_turns_over_labels():
+    from zoo.tasks import get_task, load_split
+    from zoo.train_causal import pick_shots
+
+    task = get_task("glue/sst2")
+    train_raw = load_split(task, "train", data_dir=SHARED_DATA, max_samples=200, seed=1)
+    for seed in range(5):
+        picked = pick_shots(train_raw, task, 3, seed)
+        labels = [train_raw[i]["label"] for i in picked]
+        assert len(set(picked)) == 3 and sorted(set(labels)) == [0, 1]  # never three of one label
+        assert picked == pick_shots(train_raw, task, 3, seed)  # seeded: the published examples are reproducible
+    alpaca = load_split(get_task("tatsu-lab/alpaca"), "train", data_dir=SHARED_DATA)
+    assert len(pick_shots(alpaca, get_task("tatsu-lab/alpaca"), 2, 0)) == 2

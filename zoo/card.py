@@ -59,7 +59,8 @@ def card_metadata(meta: dict) -> dict:
             "results": [{
                 "task": {"type": pipeline, "name": PIPELINES[pipeline]},
                 "dataset": {"name": meta["task"], "type": hub_dataset or meta["task"],
-                            "config": meta["task"].split("/")[-1], "split": "validation"},
+                            "config": task.hub_config if task else meta["task"].split("/")[-1],
+                            "split": "validation"},
                 "metrics": metrics,
             }],
         }],

@@ -78,7 +78,7 @@ class AdapterHandle:
             return [answer(self.meta, text) for text in self.generate(inputs, batch_size=batch_size)]
         return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
 
-    def generate(self, inputs, *, batch_size: int = 8, **generation) -> list[str]:
+    def generate(self, inputs, *, batch_size: int = 8, progress: bool = False, **generation) -> list[str]:
         """The adapter's generation for each input, rendered with its zoo.json prompt format (new text only).
 
             >>> handle = zoo.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="alpaca-lora")   # doctest: +SKIP
@@ -89,8 +89,14 @@ class AdapterHandle:
             raise BadInput(f"{self.name!r} is a classification adapter; use .predict(inputs) or .logits(inputs)")
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
+        from tqdm.auto import tqdm
+
         prompts = render_inputs(self.meta, self.zoo.tokenizer, inputs)
-        return self.zoo.generate(prompts, adapter=self.name, batch_size=batch_size, **generation)
+        step = batch_size * 4 if progress else max(len(prompts), 1)  # progress: report every few batches
+        out: list[str] = []
+        for start in tqdm(range(0, len(prompts), step), desc=self.name, disable=not progress):
+            out += self.zoo.generate(prompts[start:start + step], adapter=self.name, batch_size=batch_size, **generation)
+        return out
 
     def __repr__(self):
         meta = self.meta

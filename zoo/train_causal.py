@@ -50,6 +50,28 @@ def score_generations(task, meta: dict, texts: list[str], rows) -> dict:
     return scores
 
 
+def pick_shots(train_raw, task, k: int, seed: int) -> list[int]:
+    """k training rows for the prompt; for classification, labels take turns (3 shots of one label
+    would teach the model to answer that label), in a seeded order."""
+    rng = random.Random(seed)
+    order = list(range(train_raw.num_rows))
+    rng.shuffle(order)
+    if not task.labels:
+        return order[:k]
+    by_label: dict[int, list[int]] = {}
+    for i in order:
+        by_label.setdefault(train_raw[i]["label"], []).append(i)
+    labels = sorted(by_label)
+    rng.shuffle(labels)
+    picked = []
+    while len(picked) < min(k, len(order)):
+        for label in labels:
+            if by_label[label] and len(picked) < k:
+                picked.append(by_label[label].pop(0))
+    rng.shuffle(picked)
+    return picked
+
+
 def evaluate_generations(model, tokenizer, task, meta: dict, rows: list[dict], *, batch_size: int, progress: bool):
     """(metrics, texts) of generating an answer for each validation row with the entry's prompt."""
     prompts = [render(meta["prompt"], tokenizer, prompt_values(task, r), meta.get("examples", [])) for r in rows]
@@ -80,9 +102,8 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
     fmt = recipe.prompt.to_dict()
     examples = []
     if recipe.prompt.shots:  # k-shot: solved training examples, drawn once with the recipe's seed and published
-        picked = random.Random(recipe.seed).sample(range(train_raw.num_rows), min(recipe.prompt.shots, train_raw.num_rows))
         examples = [{**prompt_values(task, train_raw[i]), "output": target_text(task, train_raw[i], recipe.verbalizer)}
-                    for i in picked]
+                    for i in pick_shots(train_raw, task, recipe.prompt.shots, recipe.seed)]
     meta = {
         "format": "adapter-zoo/1", "name": recipe.name, "base_model": recipe.base_model, "task": task.name,
         "task_description": task.description, "task_kind": task.kind, "task_type": "CAUSAL_LM",
