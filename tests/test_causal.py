@@ -225,3 +225,26 @@ def test_k_shot_examples_take_turns_over_labels():
         assert picked == pick_shots(train_raw, task, 3, seed)  # seeded: the published examples are reproducible
     alpaca = load_split(get_task("tatsu-lab/alpaca"), "train", data_dir=SHARED_DATA)
     assert len(pick_shots(alpaca, get_task("tatsu-lab/alpaca"), 2, 0)) == 2
+
+
+@pytest.mark.parametrize("method", ["p-tuning", "prefix-tuning", "ia3"])
+def test_other_peft_methods_train_on_a_causal_lm(method, tiny_llama, tmp_path):
+    """P-tuning, prefix tuning and IA3 (no shipped causal recipe) go through the same path as LoRA."""
+    import dataclasses
+
+    from peft import IA3Config, PrefixTuningConfig, PromptEncoderConfig
+
+    from zoo.loading import load_folder
+
+    config = {"p-tuning": PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=16),
+              "prefix-tuning": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+              "ia3": IA3Config(task_type="CAUSAL_LM")}[method]
+    recipe = dataclasses.replace(load_recipe("recipes/alpaca_lora.py"), name=f"alpaca-{method}", method=config)
+    recipe = apply_overrides(recipe, quick(tiny_llama, SHARED_DATA, steps=2))
+    snap = Snapshot()
+    result = train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(snap,))
+    params = dict(result.model.named_parameters())
+    assert snap.trainable and all(not torch.equal(b, params[n].detach()) for n, b in snap.trainable.items())
+    assert all(torch.equal(b, params[n].detach()) for n, b in snap.frozen.items())
+    assert result.metrics["perplexity"] > 1
+    assert isinstance(load_folder(result.adapter_dir).generate(["Name a colour."], max_new_tokens=3)[0], str)
