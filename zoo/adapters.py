@@ -24,7 +24,7 @@ from torch import nn
 
 from .errors import AdapterBaseMismatch, UnsafeAdapter, ZooError
 from .generation import GENERATION_DEFAULTS, check_generation
-from .methods import LAST_LAYERS_WEIGHTS, PEFT_WEIGHTS, check_safe_folder
+from .methods import LAST_LAYERS_WEIGHTS, PEFT_WEIGHTS, check_safe_folder, is_causal
 from .routing import linear_features
 
 # Methods the registry serves on a shared base, by zoo.json "method" and PEFT's peft_type.
@@ -67,7 +67,7 @@ class AdapterWeights:
 
     @property
     def is_causal(self) -> bool:
-        return self.meta.get("task_type", "SEQ_CLS") == "CAUSAL_LM"
+        return is_causal(self.meta)
 
     @property
     def group(self) -> tuple:
@@ -231,13 +231,13 @@ def _split_head(state: dict, layout: BaseLayout, prefix: str, causal: bool = Fal
 
 
 def _head(layout: BaseLayout, state: dict, meta: dict, where: str) -> nn.Module | None:
-    if meta.get("task_type", "SEQ_CLS") == "CAUSAL_LM":
+    if is_causal(meta):
         return None
     return _check_head(layout, state, tuple(meta["labels"]), where)
 
 
 def _read_last_layers(state, meta, layout: BaseLayout, where, folder) -> AdapterWeights:
-    causal = meta.get("task_type") == "CAUSAL_LM"
+    causal = is_causal(meta)
     head_state, rest = _split_head(state, layout, "", causal)
     blocks = {}
     for path, template in layout.blocks.items():

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import jinja2
 
+from .methods import is_causal
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss",
                 "perplexity": "Answer perplexity", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
@@ -40,7 +42,7 @@ def card_metadata(meta: dict) -> dict:
     task = TASKS.get(meta["task"])
     hub_dataset = task.hub_dataset if task else None
     pipeline = task.pipeline_tag if task else "text-classification"
-    if meta.get("task_type") == "CAUSAL_LM" and pipeline == "text-classification":
+    if is_causal(meta) and pipeline == "text-classification":
         pipeline = "text-generation"  # labels read from generated words (verbalizer)
     metrics = [
         {"type": key, "value": round(float(validation[key]), 4), "name": f"{METRIC_NAMES[key]} (validation)"}
@@ -106,7 +108,7 @@ def plot_training_curve(history: list[dict], path: Path, title: str = "") -> boo
 
 def render_card(meta: dict, template: str | None = None) -> str:
     if template is None:
-        template = "causal_card.md.j2" if meta.get("task_type") == "CAUSAL_LM" else "adapter_card.md.j2"
+        template = "causal_card.md.j2" if is_causal(meta) else "adapter_card.md.j2"
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,

@@ -18,11 +18,9 @@ from typing import Sequence
 import torch
 
 from .errors import BadInput, RecipeError
-from .prompts import as_fields, render
+from .generation import check_generation, resolve_settings  # the registry's rules, for a model loaded alone too
+from .prompts import render
 from .sources import ResolvedModel
-
-GENERATION_KEYS = ("max_new_tokens", "do_sample", "num_beams", "temperature", "top_p", "top_k", "repetition_penalty")
-
 
 def load_base_causal(base: ResolvedModel, *, quantization=None, dtype=None):
     """The causal LM and its tokenizer (with a pad token); 4-bit when ``quantization`` is a BitsAndBytesConfig."""
@@ -98,19 +96,8 @@ def collator(tokenizer):
 
 def generation_kwargs(settings: dict, tokenizer, **overrides) -> dict:
     """transformers.generate keyword arguments from a recipe's generation settings and per-call overrides."""
-    unknown = sorted(set(overrides) - set(GENERATION_KEYS))
-    if unknown:
-        raise BadInput(f"unknown generation setting(s) {unknown}; allowed: {', '.join(GENERATION_KEYS)}")
-    merged = {k: v for k, v in {**settings, **overrides}.items() if k in GENERATION_KEYS}
-    from .recipe import GenerationArgs
-
-    try:
-        GenerationArgs(**merged)  # the recipe's own checks, for settings given per call
-    except (RecipeError, TypeError) as e:
-        raise BadInput(f"generation settings: {e}".replace("generation.", "")) from None
-    if not merged.get("do_sample"):  # greedy or beam search: sampling knobs would only draw warnings
-        for k in ("temperature", "top_p", "top_k"):
-            merged.pop(k, None)
+    check_generation(overrides, BadInput, "generate()")
+    merged = resolve_settings(settings, overrides)
     merged["pad_token_id"] = tokenizer.pad_token_id
     return merged
 
@@ -200,10 +187,3 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict:
             sums[k] += scores[k].fmeasure
     n = max(len(predictions), 1)
     return {k: v / n for k, v in sums.items()} | {"n": len(predictions)}
-
-
-def check_prompt_fields(fmt: dict, task) -> None:
-    try:
-        as_fields(fmt, {f: "" for f in task.fields})
-    except BadInput as e:
-        raise RecipeError(f"prompt does not fit task {task.name}: {e}") from None

@@ -217,7 +217,7 @@ def predict(
                 inputs.append(item)
                 names.append(handle.name)
                 owners.append(handle)
-        causal = any(h.meta.get("task_type") == "CAUSAL_LM" for h in handles)
+        causal = any(h.is_causal for h in handles)
         shared = all(isinstance(h, AdapterHandle) for h in handles) and len({id(h.zoo) for h in handles}) == 1
         if shared and not causal:  # every classifier on one base: one mixed batch
             rows = handles[0].zoo.predict(inputs, adapters=names)
@@ -225,7 +225,7 @@ def predict(
             rows = []
             for h in handles:
                 mine = [x for x, o in zip(inputs, owners) if o is h]
-                if h.meta.get("task_type") == "CAUSAL_LM" and not h.labels:
+                if h.is_causal and not h.labels:
                     rows += [{"label": None, "text": t} for t in h.generate(mine)]
                 else:
                     rows += h.predict(mine)
@@ -264,7 +264,7 @@ def generate(
                                       temperature=temperature, top_p=top_p, top_k=top_k).items() if v is not None}
     try:
         handle = load(base, adapter=adapter)
-        if handle.meta.get("task_type") != "CAUSAL_LM":
+        if not handle.is_causal:
             raise ZooError(f"{adapter} is a classifier; use `zoo predict`")
         outputs = handle.generate(list(texts), **settings)
     except ZooError as e:

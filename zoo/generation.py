@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import ZooError
+from .recipe import GenerationArgs
 from .routing import Route, current_route, prefix_cache, prompt_embeddings, route_rows, routed
 
 if TYPE_CHECKING:
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------------------- settings
 # Generation settings a causal adapter's zoo.json "generation" and generate(**settings) may give, with defaults.
-GENERATION_DEFAULTS = {"max_new_tokens": 64, "do_sample": False, "num_beams": 1, "temperature": 1.0, "top_p": 1.0,
-                       "top_k": 50, "repetition_penalty": 1.0}
+GENERATION_DEFAULTS = GenerationArgs().to_dict()  # the recipe's defaults: one definition of the settings
 _GENERATION_RULES = {  # key -> (accepted types, test, what the value must be)
     "max_new_tokens": (int, lambda v: v >= 1, "an integer >= 1"),
     "num_beams": (int, lambda v: v >= 1, "an integer >= 1"),
@@ -104,8 +104,12 @@ def _pad(ids: list[list[int]], pad: int, *, left: bool) -> tuple[torch.Tensor, t
 
 
 def _settings(adapter: AdapterWeights, overrides: dict) -> dict:
-    """Generation settings for one adapter: defaults, its zoo.json "generation", then the caller's."""
-    own = {k: v for k, v in (adapter.meta.get("generation") or {}).items() if k in GENERATION_DEFAULTS}
+    return resolve_settings(adapter.meta.get("generation"), overrides)
+
+
+def resolve_settings(own: dict | None, overrides: dict) -> dict:
+    """Generation settings: the defaults, an adapter's zoo.json "generation", then the caller's."""
+    own = {k: v for k, v in (own or {}).items() if k in GENERATION_DEFAULTS}
     settings = {**GENERATION_DEFAULTS, **own, **overrides}
     if not settings["do_sample"]:  # greedy and beam search ignore these; passing them only makes transformers warn
         for key in ("temperature", "top_p", "top_k"):

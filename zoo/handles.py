@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import BadInput
 from .loading import predictions
+from .methods import is_causal
 from .prompts import answer, render_inputs
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class AdapterHandle:
 
     @property
     def is_causal(self) -> bool:
-        return self.meta.get("task_type", "SEQ_CLS") == "CAUSAL_LM"
+        return is_causal(self.meta)
 
     def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .errors import AdapterBaseMismatch, BadInput
 from .local_hub import LocalHub, read_meta
-from .methods import load_trained
+from .methods import is_causal, load_trained
 from .sources import resolve_model
 
 
@@ -70,7 +70,7 @@ class AdapterModel:
 
     @property
     def is_causal(self) -> bool:
-        return self.meta.get("task_type") == "CAUSAL_LM"
+        return is_causal(self.meta)
 
     def generate(self, inputs, *, batch_size: int = 8, progress: bool = False, **generation) -> list[str]:
         """Causal entries: the generated answer per input, prompted as the entry was trained.
@@ -188,15 +188,14 @@ def evaluate(handle: AdapterModel, split: str, *, data_dir=None, max_samples=Non
 
     task = get_task(handle.meta["task"])
     ds = load_split(task, split, data_dir=data_dir, max_samples=max_samples)
-    if handle.meta.get("task_type") == "CAUSAL_LM":
+    if is_causal(handle.meta):
         from .train_causal import score_generations
 
         if not (task.labels or task.kind == "summarization"):
             raise BadInput(f"{handle.name}: {task.kind} entries are measured by answer perplexity, at training time "
                            f"(in zoo.json); zoo eval scores classification and summarization entries")
         rows = [ds[i] for i in range(ds.num_rows)]
-        fields = [f for f in task.fields]
-        texts = handle.generate([{f: r[f] for f in fields} for r in rows], batch_size=min(batch_size, 16), progress=progress)
+        texts = handle.generate([{f: r[f] for f in task.fields} for r in rows], batch_size=min(batch_size, 16), progress=progress)
         return score_generations(task, handle.meta, texts, rows)
     inputs = list(zip(ds["text"], ds["text_pair"])) if task.is_pair else ds["text"]
     logits = handle.logits(inputs, batch_size=batch_size, progress=progress)

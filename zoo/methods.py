@@ -154,7 +154,8 @@ def save_trained(model, method, folder: Path, tokenizer) -> str | None:
 
 
 def is_causal(meta: dict) -> bool:
-    """A causal-LM entry (generation, verbalizer classification, in-context learning), not a classifier."""
+    """A causal-LM entry (generation, verbalizer classification, in-context learning), not a classifier;
+    zoo.json says so with PEFT's task type (absent: "SEQ_CLS")."""
     return meta.get("task_type") == "CAUSAL_LM"
 
 

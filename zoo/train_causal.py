@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .causal import (
     answer_perplexity, collator, generate_texts, load_base_causal, prompt_values, rouge, target_text, tokenize_causal,
@@ -184,7 +185,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         "train_seconds": round(wall, 2) if not icl else 0.0, "train_examples_per_second": rate,
         "train_examples": train_examples, "epochs": epochs, "steps": steps,
         "peak_memory_bytes": _peak_memory_bytes(),
-        "peak_memory_kind": "cuda_max_allocated" if _cuda() else "process_max_rss",
+        "peak_memory_kind": "cuda_max_allocated" if torch.cuda.is_available() else "process_max_rss",
         "device": str(next(trained.parameters()).device),
         "quantized_base": recipe.quantization is not None,
     }
@@ -217,9 +218,3 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         trainer.accelerator.wait_for_everyone()
     return TrainResult(adapter_dir=adapter_dir, metrics=metrics, baseline=baseline, efficiency=efficiency, model=trained,
                        main_process=main_process)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
