@@ -185,3 +185,35 @@ def causal_mirror(tmp_path_factory) -> Path:
         text = "\n".join(json.dumps(p) for p in chunk) + "\n"
         (root / "cnn_dailymail" / f"{split}.jsonl").write_text(text, encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="session")
+def space_home(tmp_path_factory, tiny_bert, tiny_llama) -> Path:
+    """A ZOO_HOME whose local hub holds what the demo shows: classifiers of several methods and label sets on
+    tiny_bert (three trained a few steps, so their cards carry real metrics; the rest random), a fully fine-tuned
+    model, two causal entries on tiny_llama (an Alpaca LoRA and a zero-shot SST-2 prompt), and one adapter whose
+    weights were damaged after it was published."""
+    from tests.test_causal import quick as causal_quick
+    from zoo.local_hub import LocalHub
+    from zoo.recipe import apply_overrides, load_recipe
+    from zoo.tasks import TASKS
+    from zoo.testing import make_adapter
+    from zoo.train import train
+
+    home = tmp_path_factory.mktemp("space-home")
+    hub, runs = LocalHub(home / "hub"), home / "runs"
+    trained = [(f, quick_overrides(tiny_bert, SHARED_DATA, steps=4)) for f in ("sst2_lora.py", "rte_lora.py", "sst2_full.py")]
+    trained += [(f, causal_quick(tiny_llama, SHARED_DATA)) for f in ("alpaca_lora.py", "sst2_zero_shot_icl.py")]
+    for name, overrides in trained:
+        recipe = apply_overrides(load_recipe(ROOT / "recipes" / name), overrides)
+        hub.push(train(recipe, output_dir=runs / recipe.name, progress=False).adapter_dir)
+    random_ones = [("sst2-ia3", "ia3", "glue/sst2"), ("sst2-prompt-tuning", "prompt-tuning", "glue/sst2"),
+                   ("sst2-prefix-tuning", "prefix-tuning", "glue/sst2"), ("tweet-emotion-lora", "lora", "tweet_eval/emotion"),
+                   ("tweet-stance-climate-ia3", "ia3", "tweet_eval/stance_climate"), ("tweet-hate-lora", "lora", "tweet_eval/hate")]
+    for seed, (name, method, task) in enumerate(random_ones):
+        folder = make_adapter(str(tiny_bert), runs / name, name=name, method=method, labels=TASKS[task].labels, task=task,
+                              seed=seed, scale=1.0)
+        published = hub.push(folder)
+    weights = published.path / "adapter_model.safetensors"  # tweet-hate-lora: damaged in the hub, after the push
+    weights.write_bytes(weights.read_bytes()[:200])
+    return home

@@ -21,6 +21,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss",
                 "perplexity": "Answer perplexity", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
                 "no_answer_rate": "No-answer rate"}
+CARD_EFFICIENCY = ("trainable_params", "total_params", "train_seconds", "adapter_bytes")
 PIPELINES = {"text-classification": "Text Classification", "text-generation": "Text Generation",
              "summarization": "Summarization"}
 
@@ -66,8 +67,11 @@ def card_metadata(meta: dict) -> dict:
                 "metrics": metrics,
             }],
         }],
+        # what a catalogue needs without downloading the adapter (zoo list, the demo's results table)
         "zoo": {"name": meta["name"], "task": meta["task"], "method": meta["method"],
-                "trainable_params": meta["efficiency"]["trainable_params"], "seed": recipe["seed"]},
+                "task_type": meta.get("task_type", "SEQ_CLS"), "labels": list(meta["labels"]),
+                **{k: meta["efficiency"][k] for k in CARD_EFFICIENCY if k in meta["efficiency"]},
+                "seed": recipe["seed"]},
     }
 
 

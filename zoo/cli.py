@@ -275,6 +275,34 @@ def generate(
         typer.echo(json.dumps([{"input": t, "text": o} for t, o in zip(texts, outputs)]))
 
 
+@app.command()
+def demo(
+    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to let others on the network in)"),
+    port: int = typer.Option(7860, help="port to listen on"),
+    max_chars: int = typer.Option(2000, help="longest text a request may send, per field"),
+    concurrency: int = typer.Option(8, help="requests computed at the same time"),
+):
+    """Launch the demo Space locally: try every published adapter, all tasks at once, compare methods, results."""
+    try:
+        from .space import Catalogue
+
+        if max_chars < 1 or concurrency < 1:
+            raise ZooError("--max-chars and --concurrency must be at least 1")
+        catalogue = Catalogue(hub, max_chars=max_chars)
+    except ZooError as e:
+        _fail(e)
+    except ImportError as e:
+        _fail(ZooError(f"the demo needs gradio ({e}); install it with: pip install 'adapter-zoo[space]'"))
+    from .space_app import build_app, launch
+
+    typer.echo(f"demo: {len(catalogue.entries)} entries on {catalogue.describe()}", err=True)
+    try:
+        launch(build_app(catalogue, concurrency=concurrency), host=host, port=port)
+    except OSError as e:
+        _fail(ZooError(f"cannot listen on {host}:{port} ({e}); pick another --port"))
+
+
 hub_app = typer.Typer(no_args_is_help=True, help="A Hugging Face Hub-compatible server for a team's adapters.")
 app.add_typer(hub_app, name="hub")
 

@@ -23,11 +23,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .card import CARD_EFFICIENCY
 from .errors import AdapterBaseMismatch, AdapterNotFound, ZooError
 from .local_hub import LocalHub, read_meta
 from .methods import PICKLE_SUFFIXES, check_safe_folder
 from .sources import hub_endpoint, hub_reachable
 
+CAUSAL_PIPELINES = ("text-generation", "summarization")  # cards written before the zoo block named the task type
 REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?$")
 
 
@@ -207,7 +209,9 @@ class HFHub:
             out.append({
                 "name": zoo["name"], "repo_id": m.id, "base_model": bases[0] if isinstance(bases, list) else bases,
                 "task": zoo.get("task"), "method": zoo.get("method"), "revision": m.sha,
-                "metrics": {"validation": metrics}, "efficiency": {"trainable_params": zoo.get("trainable_params")},
+                "task_type": zoo.get("task_type") or ("CAUSAL_LM" if card.get("pipeline_tag") in CAUSAL_PIPELINES else "SEQ_CLS"),
+                "labels": zoo.get("labels"), "metrics": {"validation": metrics},
+                "efficiency": {k: zoo[k] for k in CARD_EFFICIENCY if k in zoo},
                 "private": bool(m.private),
             })
         return out

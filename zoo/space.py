@@ -1,0 +1,335 @@
+"""The demo's engine: the published catalogue, and one input answered by one or many of its entries.
+
+The Gradio app (``zoo.space_app``, ``spaces/app.py``, ``zoo demo``) only lays this out on a page, so
+everything it shows is computed (and tested) here. Models load on first use: every adapter the
+registry serves sits on the one shared frozen base of its base model (``zoo.registry.shared``), and
+a fully fine-tuned model, a whole model of its own, is loaded once. Many entries asked at once are
+answered as one mixed batch per base.
+
+    >>> from zoo.space import Catalogue
+    >>> cat = Catalogue(hub="local")                                                     # doctest: +SKIP
+    >>> cat.answer("sentence-transformers/all-MiniLM-L6-v2::sst2-lora", "a gripping film")["label"]   # doctest: +SKIP
+    'positive'
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .card import headline_metric
+from .errors import BadInput, ZooError
+
+log = logging.getLogger("zoo.space")
+
+MAX_CHARS = 2000  # per text field: a public form must not make the server tokenize a novel
+MAX_NEW_TOKENS = 256  # the most new tokens one request may ask for
+METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "ia3": "IA3", "prompt-tuning": "prompt tuning",
+                "p-tuning": "P-tuning", "prefix-tuning": "prefix tuning", "full": "full fine-tuning",
+                "last-layers": "last layers", "icl": "in-context"}
+SEP = "::"  # an entry id is "<base>::<adapter>": one adapter name may be published for several bases
+
+
+class EntryNotFound(ZooError):
+    """The demo's catalogue has no such entry."""
+
+
+class EntryFailed(ZooError):
+    """An entry could not be loaded or run; the message says why, the rest of the catalogue keeps working."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One published adapter (or fully fine-tuned model, or in-context prompt) as the demo shows it."""
+
+    key: str  # what zoo.load takes: a local-hub name or a Hub repo id
+    name: str
+    base: str
+    task: str
+    method: str
+    causal: bool  # a causal LM entry: it generates text (and reads labels from it when it has labels)
+    labelled: bool  # answers with a label: a classifier, or a causal entry with a verbalizer
+    fields: tuple[str, ...]  # the input fields: ("text",), ("text", "text_pair"), ("instruction", "input")...
+    revision: str  # a folder (local hub) or a commit (Hub): a new push is a new revision
+    metrics: dict = field(default_factory=dict, compare=False)
+    efficiency: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.base}{SEP}{self.key}"
+
+    @property
+    def pair(self) -> bool:
+        return self.fields == ("text", "text_pair")
+
+    @property
+    def headline(self) -> Optional[tuple[str, float]]:
+        return headline_metric(self.metrics)
+
+    @property
+    def method_name(self) -> str:
+        return METHOD_NAMES.get(self.method, self.method)
+
+    @property
+    def kind(self) -> str:
+        """classify (label probabilities), verbalize (a label read from generated words) or generate."""
+        return "verbalize" if self.causal and self.labelled else "generate" if self.causal else "classify"
+
+    @property
+    def title(self) -> str:
+        """How the catalogue lists it: task, name, method, base and headline metric."""
+        metric = f" · {self.headline[0]} {self.headline[1]:.3f}" if self.headline else ""
+        return f"{self.task} │ {self.name} · {self.method_name} · {self.base.split('/')[-1]}{metric}"
+
+
+def entry_of(row: dict) -> Entry:
+    """An Entry from a hub listing row (the local hub's zoo.json, or the Hub's card data)."""
+    from .tasks import TASKS
+
+    task = TASKS.get(row.get("task") or "")
+    fields = tuple(row.get("text_fields") or (task.fields if task else ("text",)))
+    causal = row.get("task_type") == "CAUSAL_LM"
+    labels = row.get("labels")
+    labelled = bool(labels) if labels is not None else bool(task and task.labels)
+    return Entry(key=row.get("repo_id") or row["name"], name=row["name"], base=row["base_model"], task=row.get("task") or "?",
+                 method=row.get("method") or "?", causal=causal, labelled=labelled, fields=fields,
+                 revision=str(row.get("revision") or row.get("path") or ""),
+                 metrics=dict((row.get("metrics") or {}).get("validation") or {}),
+                 efficiency=dict(row.get("efficiency") or {}))
+
+
+def check_text(value, what: str, *, max_chars: int = MAX_CHARS, required: bool = True) -> str:
+    """A form field as text: a string, not blank when required, at most ``max_chars`` characters."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise BadInput(f"{what} must be text, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise BadInput(f"{what} is {len(value):,} characters long; this demo takes at most {max_chars:,}. "
+                       "Shorten it and try again.")
+    if required and not value.strip():
+        raise BadInput(f"{what} is empty: type something first")
+    return value.strip()
+
+
+class Catalogue:
+    """The entries published on a hub, and their models, loaded on first use and kept.
+
+    ``hub``: "local", "hf" or a backend of ``zoo.hub`` (default: the Hub when a token is configured).
+    """
+
+    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS):
+        from .hub import get_hub
+
+        self.backend = hub if hasattr(hub, "list") else get_hub(hub)
+        self.max_chars = max_chars
+        self._lock = threading.Lock()
+        self._models: dict[tuple[str, str], object] = {}  # (entry id, revision) -> loaded model
+        self._gates: dict[str, threading.Lock] = {}  # one load at a time per entry
+        self._serial: dict[str, threading.Lock] = {}  # a whole model runs one request at a time (its tokenizer has state)
+        self.entries: dict[str, Entry] = {}
+        self.refresh()
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    def refresh(self) -> list[Entry]:
+        """List the hub again: new pushes appear, a new revision is loaded on its next request."""
+        found = sorted((entry_of(row) for row in self.backend.list()), key=lambda e: (e.task, e.base, e.method, e.name))
+        with self._lock:
+            self.entries = {e.id: e for e in found}
+        return found
+
+    # ------------------------------------------------------------------ lookup
+    def get(self, entry_id: str) -> Entry:
+        """An entry by id (``<base>::<adapter>``), or by adapter name when only one base has it."""
+        if not isinstance(entry_id, str) or not entry_id.strip():
+            raise EntryNotFound("choose an adapter from the catalogue first")
+        entries = self.entries
+        if entry_id in entries:
+            return entries[entry_id]
+        named = [e for e in entries.values() if entry_id in (e.key, e.name)]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise EntryNotFound(f"{entry_id!r} is published for several bases; use one of: {', '.join(e.id for e in named)}")
+        raise EntryNotFound(f"no entry {entry_id[:200]!r} in the catalogue of {self.describe()} "
+                            f"({len(entries)} entries); reload the catalogue if it was just published")
+
+    def tasks(self) -> list[str]:
+        return sorted({e.task for e in self.entries.values()})
+
+    def bases(self) -> list[str]:
+        """Bases, the one with most labelled entries first (the "all tasks at once" default)."""
+        counts: dict[str, int] = {}
+        for e in self.entries.values():
+            counts[e.base] = counts.get(e.base, 0) + (1 if e.labelled else 0)
+        return sorted(counts, key=lambda b: (-counts[b], b))
+
+    # ------------------------------------------------------------------ models
+    def model(self, entry: Entry):
+        """The loaded model of ``entry``: a handle on its base's shared registry, or a whole model."""
+        key = (entry.id, entry.revision)
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            gate = self._gates.setdefault(entry.id, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            from .loading import load
+
+            try:
+                model = load(entry.base, adapter=entry.key, hub=self.backend)
+            except ZooError as e:
+                raise EntryFailed(f"{entry.name} could not be loaded: {e}") from None
+            except Exception as e:  # a stranger's adapter may break in ways nobody listed; keep serving the rest
+                log.exception("loading %s failed", entry.id)
+                raise EntryFailed(f"{entry.name} could not be loaded ({type(e).__name__}: {str(e)[:300]})") from None
+            with self._lock:
+                self._models = {k: v for k, v in self._models.items() if k[0] != entry.id}  # an older revision goes
+                self._models[key] = model
+            return model
+
+    def loaded(self) -> dict:
+        """What is in memory: each shared base with its resident adapters, and the whole models."""
+        from .registry import _SHARED, _SHARED_LOCK, AdapterHandle
+
+        with _SHARED_LOCK:
+            registries = list(_SHARED.values())
+        with self._lock:
+            models = dict(self._models)
+        bases: dict[str, list] = {}
+        for z in registries:
+            bases.setdefault(z.base, []).append(sorted(z.resident))
+        whole = sorted(k[0] for k, m in models.items() if not isinstance(m, AdapterHandle))
+        return {"shared_bases": {b: {"copies_in_memory": len(v), "adapters": v[0]} for b, v in bases.items()},
+                "whole_models": whole}
+
+    # ------------------------------------------------------------------ answering
+    def item(self, entry: Entry, text, second=""):
+        """The model input for ``entry`` from the form's two text fields."""
+        first = check_text(text, "the text", max_chars=self.max_chars)
+        second = check_text(second, "the second text", max_chars=self.max_chars, required=entry.pair)
+        if entry.pair:
+            return (first, second)
+        if len(entry.fields) > 1 and entry.causal:  # an instruction and its optional input
+            return {entry.fields[0]: first, entry.fields[1]: second}
+        return first
+
+    def _settings(self, max_new_tokens) -> dict:
+        if max_new_tokens in (None, ""):
+            return {}
+        if isinstance(max_new_tokens, float) and max_new_tokens.is_integer():
+            max_new_tokens = int(max_new_tokens)
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            raise BadInput(f"max new tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens!r}")
+        return {"max_new_tokens": max_new_tokens}
+
+    def answer(self, entry_id: str, text, second="", *, max_new_tokens=None) -> dict:
+        """One input through one entry: ``{"label", "score", "scores"}`` or ``{"label", "text"}`` or ``{"text"}``,
+        plus ``latency_ms`` and the entry's identity. Raises a ZooError with a message for the user."""
+        entry = self.get(entry_id)
+        return self.answer_many([entry.id], text, second, max_new_tokens=max_new_tokens, strict=True)[0]
+
+    def answer_many(self, entry_ids, text, second="", *, max_new_tokens=None, strict: bool = False) -> list[dict]:
+        """One input through many entries: the registry's entries of one base as one mixed batch, per base.
+
+        A row per entry, in order; an entry that cannot answer (fails to load, needs a second text)
+        gets ``{"error": message}`` and the others still answer. ``strict``: raise that error instead."""
+        settings = self._settings(max_new_tokens)
+        check_text(text, "the text", max_chars=self.max_chars)
+        check_text(second, "the second text", max_chars=self.max_chars, required=False)
+        entries = [self.get(i) for i in entry_ids]
+        rows: list[dict] = [{"entry": e.id, "adapter": e.name, "task": e.task, "method": e.method, "base": e.base}
+                            for e in entries]
+        todo: dict[tuple, list[tuple[int, object, object]]] = {}  # (group) -> [(row, model, input)]
+        for i, e in enumerate(entries):
+            try:
+                item = self.item(e, text, second)
+                model = self.model(e)
+            except ZooError as err:
+                if strict:
+                    raise
+                rows[i]["error"] = str(err)
+                continue
+            zoo = getattr(model, "zoo", None)
+            group = ("shared", id(zoo), e.causal) if zoo is not None else ("whole", e.id, e.causal)
+            todo.setdefault(group, []).append((i, model, item))
+        for group, members in todo.items():
+            start = time.perf_counter()
+            try:
+                outputs = self._run_group(group, members, settings)
+            except ZooError as err:
+                if strict:
+                    raise EntryFailed(str(err)) from None
+                outputs = [{"error": str(err)}] * len(members)
+            except Exception as err:  # never a stack trace to the page; the log has it
+                log.exception("answering with %s failed", [rows[i]["entry"] for i, _, _ in members])
+                message = f"failed ({type(err).__name__}: {str(err)[:300]})"
+                if strict:
+                    raise EntryFailed(message) from None
+                outputs = [{"error": message}] * len(members)
+            ms = round(1000 * (time.perf_counter() - start), 1)
+            for (i, _, _), out in zip(members, outputs):
+                rows[i].update(out, latency_ms=ms, batch=len(members))
+        return rows
+
+    def _run_group(self, group: tuple, members: list, settings: dict) -> list[dict]:
+        from .prompts import answer, render_inputs
+
+        kind, _, causal = group
+        models = [m for _, m, _ in members]
+        items = [x for _, _, x in members]
+        if kind == "whole":  # a fully fine-tuned model: its own weights, one request at a time
+            model = models[0]
+            with self._lock:
+                serial = self._serial.setdefault(group[1], threading.Lock())
+            with serial:
+                if not causal:
+                    return [_classified(p) for p in model.predict(items)]
+                texts = model.generate(items, **settings)
+            return [_generated(model.meta, t, answer) for t in texts]
+        zoo = models[0].zoo
+        names = [m.name for m in models]
+        if not causal:  # every classifier of this base in one forward pass, each row with its own adapter
+            return [_classified(p) for p in zoo.predict(items, adapters=names)]
+        prompts = [render_inputs(m.meta, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
+        texts = zoo.generate(prompts, adapters=names, **settings)
+        return [_generated(m.meta, t, answer) for m, t in zip(models, texts)]
+
+    # ------------------------------------------------------------------ results
+    def results(self, task: Optional[str] = None) -> list[dict]:
+        """The comparison table from the published cards: one row per entry (of ``task``, or all)."""
+        out = []
+        for e in self.entries.values():
+            if task and e.task != task:
+                continue
+            eff = e.efficiency
+            head = e.headline
+            params, total = eff.get("trainable_params"), eff.get("total_params")
+            out.append({
+                "task": e.task, "adapter": e.name, "method": e.method_name, "base": e.base,
+                "metric": head[0] if head else None, "value": round(head[1], 4) if head else None,
+                "trainable_params": params,
+                "trainable_pct": round(100 * params / total, 3) if isinstance(params, int) and total else None,
+                "train_seconds": eff.get("train_seconds"),
+                "adapter_mib": round(eff["adapter_bytes"] / 2**20, 3) if isinstance(eff.get("adapter_bytes"), int) else None,
+                "entry": e.id,
+            })
+        return out
+
+
+def _classified(p: dict) -> dict:
+    return {"label": p["label"], "score": p["score"], "scores": p["scores"]}
+
+
+def _generated(meta: dict, text: str, answer) -> dict:
+    if meta.get("labels"):
+        read = answer(meta, text)
+        return {"label": read["label"], "text": text, "no_answer": read["no_answer"]}
+    return {"text": text}
