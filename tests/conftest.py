@@ -217,3 +217,19 @@ def space_home(tmp_path_factory, tiny_bert, tiny_llama) -> Path:
     weights = published.path / "adapter_model.safetensors"  # tweet-hate-lora: damaged in the hub, after the push
     weights.write_bytes(weights.read_bytes()[:200])
     return home
+
+
+@pytest.fixture(scope="module")
+def space_backend(space_home):
+    from zoo.hub import LocalBackend
+    from zoo.local_hub import LocalHub
+
+    return LocalBackend(LocalHub(space_home / "hub"))
+
+
+@pytest.fixture(scope="module")
+def space_cat(space_backend):
+    """The demo's catalogue of space_home's hub, in this process."""
+    from zoo.space import Catalogue
+
+    return Catalogue(space_backend)

@@ -256,6 +256,31 @@ def test_card_parses_with_huggingface_hubs_own_parser(published, tiny_bert):
         assert section in card.text, section
 
 
+def test_demo_catalogue_reads_the_hub_cards_and_answers(published, tiny_bert):
+    """The Space's catalogue on the Hub: entries and the results table from the cards alone, answers via zoo.load."""
+    got = python(f"""
+        import json
+        from zoo.space import Catalogue
+        cat = Catalogue("hf")
+        entry = cat.get({str(tiny_bert) + "::zoo-tester/sst2-lora"!r})
+        print(json.dumps({{"kind": entry.kind, "pair": entry.pair, "title": entry.title, "describe": cat.describe(),
+                          "results": cat.results("glue/sst2"), "answer": cat.answer(entry.id, {TEXTS[0]!r})}}))
+    """, published["env"])
+    out = json.loads(got.stdout.strip().splitlines()[-1])
+    meta = json.loads((published["adapter_dir"] / "zoo.json").read_text())
+    eff = meta["efficiency"]
+    assert out["kind"] == "classify" and not out["pair"] and "the Hugging Face Hub" in out["describe"]
+    row = next(r for r in out["results"] if r["entry"].endswith("::zoo-tester/sst2-lora"))
+    assert row["metric"] == "accuracy" and row["value"] == round(meta["metrics"]["validation"]["accuracy"], 4)
+    assert (row["trainable_params"], row["train_seconds"]) == (eff["trainable_params"], eff["train_seconds"])
+    assert row["adapter_mib"] == round(eff["adapter_bytes"] / 2**20, 3)
+    assert row["trainable_pct"] == round(100 * eff["trainable_params"] / eff["total_params"], 3)
+    probs = np.exp(local_logits(published["adapter_dir"], TEXTS[:1])[0])
+    probs /= probs.sum()
+    assert out["answer"]["label"] == meta["labels"][int(probs.argmax())]
+    np.testing.assert_allclose([out["answer"]["scores"][k] for k in meta["labels"]], probs, atol=1e-5)
+
+
 def test_private_repo_is_hidden_from_anonymous_readers(published, server):
     import urllib.error
     import urllib.request

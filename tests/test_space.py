@@ -20,23 +20,13 @@ SECOND = "the film is good"
 BROKEN = "tweet-hate-lora"
 
 
-@pytest.fixture(scope="module")
-def backend(space_home) -> LocalBackend:
-    return LocalBackend(LocalHub(space_home / "hub"))
-
-
-@pytest.fixture(scope="module")
-def cat(backend) -> Catalogue:
-    return Catalogue(backend)
-
-
 def published(space_home: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads((p / "zoo.json").read_text()) for p in (space_home / "hub").glob("*/*/current")}
 
 
-def reference(entry, backend, item):
+def reference(entry, space_backend, item):
     """What a user gets from zoo.load for the same input."""
-    model = zoo.load(entry.base, adapter=entry.key, hub=backend)
+    model = zoo.load(entry.base, adapter=entry.key, hub=space_backend)
     if entry.kind == "generate":
         return {"text": model.generate([item])[0]}
     return model.predict([item])[0]
@@ -50,27 +40,27 @@ def item_for(entry):
     return TEXT
 
 
-def test_catalogue_lists_every_published_entry_grouped_by_task(cat, space_home):
+def test_catalogue_lists_every_published_entry_grouped_by_task(space_cat, space_home):
     metas = published(space_home)
-    assert sorted(e.name for e in cat.entries.values()) == sorted(metas)
-    tasks = [e.task for e in cat.entries.values()]
+    assert sorted(e.name for e in space_cat.entries.values()) == sorted(metas)
+    tasks = [e.task for e in space_cat.entries.values()]
     assert tasks == sorted(tasks), "entries are grouped by task"
-    kinds = {e.name: e.kind for e in cat.entries.values()}
+    kinds = {e.name: e.kind for e in space_cat.entries.values()}
     assert kinds["sst2-lora"] == kinds["sst2-full"] == "classify"
     assert kinds["alpaca-lora"] == "generate" and kinds["sst2-zero-shot-icl"] == "verbalize"
-    assert cat.get("rte-lora").pair and not cat.get("sst2-lora").pair
-    lora = cat.get("sst2-lora")
+    assert space_cat.get("rte-lora").pair and not space_cat.get("sst2-lora").pair
+    lora = space_cat.get("sst2-lora")
     accuracy = metas["sst2-lora"]["metrics"]["validation"]["accuracy"]
     assert lora.title.startswith("glue/sst2 │ sst2-lora · LoRA · ") and f"accuracy {accuracy:.3f}" in lora.title
-    assert cat.bases()[0] == lora.base, "the base with most classifiers comes first"
+    assert space_cat.bases()[0] == lora.base, "the base with most classifiers comes first"
 
 
-def test_every_entry_answers_as_zoo_load_does(cat, backend):
-    for entry in cat.entries.values():
+def test_every_entry_answers_as_zoo_load_does(space_cat, space_backend):
+    for entry in space_cat.entries.values():
         if entry.name == BROKEN:
             continue
-        got = cat.answer(entry.id, *([TEXT, SECOND] if entry.pair or entry.kind == "generate" else [TEXT]))
-        want = reference(entry, backend, item_for(entry))
+        got = space_cat.answer(entry.id, *([TEXT, SECOND] if entry.pair or entry.kind == "generate" else [TEXT]))
+        want = reference(entry, space_backend, item_for(entry))
         assert got["latency_ms"] >= 0 and got["entry"] == entry.id
         if entry.kind == "classify":
             assert got["label"] == want["label"], entry.name
@@ -81,7 +71,7 @@ def test_every_entry_answers_as_zoo_load_does(cat, backend):
                 assert got["label"] == want["label"]
 
 
-def test_entries_of_one_base_answer_as_one_mixed_batch(cat, backend, monkeypatch):
+def test_entries_of_one_base_answer_as_one_mixed_batch(space_cat, space_backend, monkeypatch):
     from zoo.registry import _SHARED, Zoo
 
     calls = []
@@ -92,62 +82,62 @@ def test_entries_of_one_base_answer_as_one_mixed_batch(cat, backend, monkeypatch
         return original(self, inputs, **kwargs)
 
     monkeypatch.setattr(Zoo, "predict", counting)
-    base = cat.bases()[0]
-    ids = [e.id for e in cat.entries.values() if e.base == base and e.name != BROKEN]
-    rows = cat.answer_many(ids, TEXT, SECOND)
+    base = space_cat.bases()[0]
+    ids = [e.id for e in space_cat.entries.values() if e.base == base and e.name != BROKEN]
+    rows = space_cat.answer_many(ids, TEXT, SECOND)
     served = [r for r in rows if r["method"] != "full"]
     assert calls == [(base, len(served))], "one registry call for every served adapter of the base"
     assert all(r["batch"] == len(served) for r in served)
-    registries = [z for (b, root), z in _SHARED.items() if b == base and root == str(backend.hub.root.resolve())]
+    registries = [z for (b, root), z in _SHARED.items() if b == base and root == str(space_backend.hub.root.resolve())]
     assert len(registries) == 1, "one shared base in memory"
     for r in rows:  # mixed or alone, the same answer
-        alone = cat.answer(r["entry"], TEXT, SECOND)
+        alone = space_cat.answer(r["entry"], TEXT, SECOND)
         assert r["label"] == alone["label"]
         np.testing.assert_allclose(list(r["scores"].values()), list(alone["scores"].values()), atol=2e-3)
-    first, second = cat.answer(ids[0], TEXT, SECOND), cat.answer(ids[1], TEXT, SECOND)
+    first, second = space_cat.answer(ids[0], TEXT, SECOND), space_cat.answer(ids[1], TEXT, SECOND)
     assert first["scores"] != second["scores"], "two adapters, two answers"
-    assert cat.answer(ids[0], TEXT, SECOND)["scores"] == first["scores"], "switching back reproduces the first exactly"
+    assert space_cat.answer(ids[0], TEXT, SECOND)["scores"] == first["scores"], "switching back reproduces the first exactly"
 
 
-def test_a_damaged_adapter_fails_alone(cat):
-    broken = cat.get(BROKEN)
-    sst2 = cat.get("sst2-lora")
-    before = cat.answer(sst2.id, TEXT)
+def test_a_damaged_adapter_fails_alone(space_cat):
+    broken = space_cat.get(BROKEN)
+    sst2 = space_cat.get("sst2-lora")
+    before = space_cat.answer(sst2.id, TEXT)
     with pytest.raises(EntryFailed, match=r"tweet-hate-lora could not be loaded: .*(corrupt|truncated)"):
-        cat.answer(broken.id, TEXT)
-    ids = [e.id for e in cat.entries.values() if e.base == broken.base and e.labelled]
-    rows = {r["adapter"]: r for r in cat.answer_many(ids, TEXT)}
+        space_cat.answer(broken.id, TEXT)
+    ids = [e.id for e in space_cat.entries.values() if e.base == broken.base and e.labelled]
+    rows = {r["adapter"]: r for r in space_cat.answer_many(ids, TEXT)}
     assert "could not be loaded" in rows[BROKEN]["error"] and "Traceback" not in rows[BROKEN]["error"]
     assert "second text is empty" in rows["rte-lora"]["error"], "a pair entry without its second sentence says so"
     answered = [n for n, r in rows.items() if "error" not in r]
     assert "sst2-lora" in answered and "tweet-emotion-lora" in answered and len(answered) == len(rows) - 2
-    assert cat.answer(sst2.id, TEXT)["scores"] == before["scores"], "the rest keeps working, unchanged"
+    assert space_cat.answer(sst2.id, TEXT)["scores"] == before["scores"], "the rest keeps working, unchanged"
 
 
-def test_bad_inputs_get_clear_errors(cat):
-    sst2 = cat.get("sst2-lora").id
-    before = cat.answer(sst2, TEXT)
+def test_bad_inputs_get_clear_errors(space_cat):
+    sst2 = space_cat.get("sst2-lora").id
+    before = space_cat.answer(sst2, TEXT)
     with pytest.raises(BadInput, match="2,001 characters long; this demo takes at most 2,000"):
-        cat.answer(sst2, "x" * 2001)
+        space_cat.answer(sst2, "x" * 2001)
     with pytest.raises(BadInput, match="empty"):
-        cat.answer(sst2, "   ")
+        space_cat.answer(sst2, "   ")
     with pytest.raises(BadInput, match="must be text"):
-        cat.answer(sst2, 42)
+        space_cat.answer(sst2, 42)
     with pytest.raises(BadInput, match="second text is empty"):
-        cat.answer(cat.get("rte-lora").id, TEXT)
+        space_cat.answer(space_cat.get("rte-lora").id, TEXT)
     with pytest.raises(BadInput, match="max new tokens"):
-        cat.answer(cat.get("alpaca-lora").id, TEXT, max_new_tokens=10_000)
+        space_cat.answer(space_cat.get("alpaca-lora").id, TEXT, max_new_tokens=10_000)
     with pytest.raises(EntryNotFound, match="no entry 'nope'"):
-        cat.answer("nope", TEXT)
-    small = Catalogue(cat.backend, max_chars=10)
+        space_cat.answer("nope", TEXT)
+    small = Catalogue(space_cat.backend, max_chars=10)
     with pytest.raises(BadInput, match="at most 10"):
         small.answer(sst2, TEXT)
-    assert cat.answer(sst2, TEXT)["scores"] == before["scores"]
+    assert space_cat.answer(sst2, TEXT)["scores"] == before["scores"]
 
 
-def test_results_table_comes_from_the_cards(cat, space_home):
+def test_results_table_comes_from_the_cards(space_cat, space_home):
     metas = published(space_home)
-    rows = {r["adapter"]: r for r in cat.results()}
+    rows = {r["adapter"]: r for r in space_cat.results()}
     assert set(rows) == set(metas)
     for name in ("sst2-lora", "rte-lora", "sst2-full", "alpaca-lora", "sst2-zero-shot-icl"):
         meta, row = metas[name], rows[name]
@@ -158,26 +148,26 @@ def test_results_table_comes_from_the_cards(cat, space_home):
         assert row["adapter_mib"] == round(eff["adapter_bytes"] / 2**20, 3)
     assert rows["sst2-zero-shot-icl"]["trainable_params"] == 0
     assert rows["sst2-full"]["trainable_pct"] == 100.0 and rows["sst2-lora"]["trainable_pct"] < 100
-    assert {r["adapter"] for r in cat.results("glue/rte")} == {"rte-lora"}
+    assert {r["adapter"] for r in space_cat.results("glue/rte")} == {"rte-lora"}
 
     from zoo.space_app import results_plot
 
-    fig = results_plot(cat.results("glue/sst2"), "sst2")
+    fig = results_plot(space_cat.results("glue/sst2"), "sst2")
     points = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
-    assert points == sum(1 for r in cat.results("glue/sst2") if r["value"] is not None)
+    assert points == sum(1 for r in space_cat.results("glue/sst2") if r["value"] is not None)
     assert fig.axes[0].get_xscale() == "log"
 
 
-def test_refresh_picks_up_a_new_revision(space_home, tiny_bert, tmp_path):
+def test_refresh_picks_up_a_new_revision(tiny_bert, tmp_path):
     from zoo.testing import make_adapter
 
     hub = LocalHub(tmp_path / "hub")
     hub.push(make_adapter(str(tiny_bert), tmp_path / "a", name="sst2-lora", method="lora", labels=("negative", "positive"), seed=1))
-    cat = Catalogue(LocalBackend(hub))
-    first = cat.answer("sst2-lora", TEXT)
+    fresh = Catalogue(LocalBackend(hub))
+    first = fresh.answer("sst2-lora", TEXT)
     hub.push(make_adapter(str(tiny_bert), tmp_path / "b", name="sst2-lora", method="lora", labels=("negative", "positive"), seed=2))
-    assert cat.answer("sst2-lora", TEXT)["scores"] == first["scores"], "the listed revision until a reload"
-    cat.refresh()
-    assert cat.answer("sst2-lora", TEXT)["scores"] != first["scores"], "the new revision after a reload"
+    assert fresh.answer("sst2-lora", TEXT)["scores"] == first["scores"], "the listed revision until a reload"
+    fresh.refresh()
+    assert fresh.answer("sst2-lora", TEXT)["scores"] != first["scores"], "the new revision after a reload"
     with pytest.raises(ZooError):
         Catalogue(LocalBackend(hub)).answer("sst2-ia3", TEXT)

@@ -3,7 +3,6 @@ gradio_client, its page with a real headless Chromium (Debian's, through Playwri
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -20,9 +19,7 @@ import pytest
 import zoo
 from tests.conftest import ROOT
 from tests.test_space import BROKEN, SECOND, TEXT, item_for, reference
-from zoo.hub import LocalBackend
 from zoo.local_hub import LocalHub
-from zoo.space import Catalogue
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("ZOO_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
@@ -37,44 +34,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_demo(home: Path, *args: str, timeout: float = 120):
+def start(cmd: list[str], env: dict, log_path: Path, port: int, cwd=ROOT, timeout: float = 120):
+    """Start an app server; returns (process, url, log) once it listens (the URL is in its log)."""
+    log = open(log_path, "w+")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        log.seek(0)
+        text = log.read()
+        if proc.poll() is not None:
+            raise AssertionError(f"{cmd} exited with {proc.returncode}:\n{text}")
+        if url in text:
+            return proc, url + "/", log
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError(f"{cmd} did not start in {timeout} s")
+
+
+def stop(proc, log) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def start_demo(home: Path, *args: str):
     env = dict(os.environ, ZOO_HOME=str(home), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
                TOKENIZERS_PARALLELISM="false", HF_TOKEN="")
     port = free_port()
-    log = open(home / f"demo-{port}.log", "w+")
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), "demo", "--hub", "local", "--port", str(port), *args],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"zoo demo exited with {proc.returncode}:\n{log.read()}")
-        log.seek(0)
-        if url.rstrip("/") in log.read():
-            return proc, url, log
-        time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("zoo demo did not start in time")
+    cmd = [str(ROOT / ".venv" / "bin" / "zoo"), "demo", "--hub", "local", "--port", str(port), *args]
+    return start(cmd, env, home / f"demo-{port}.log", port)
 
 
 @pytest.fixture(scope="module")
 def demo(space_home):
     proc, url, log = start_demo(space_home)
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def backend(space_home) -> LocalBackend:
-    return LocalBackend(LocalHub(space_home / "hub"))
-
-
-@pytest.fixture(scope="module")
-def cat(backend) -> Catalogue:
-    return Catalogue(backend)
+    stop(proc, log)
 
 
 def client(url):
@@ -88,22 +84,22 @@ def try_args(entry):
     return entry.id, TEXT, second, 24
 
 
-def test_try_returns_what_zoo_load_predicts(demo, cat, backend):
+def test_try_returns_what_zoo_load_predicts(demo, space_cat, space_backend):
     c = client(demo)
     assert {"/try", "/all_tasks", "/compare", "/results", "/status", "/refresh"} <= set(
         c.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    for entry in cat.entries.values():
+    for entry in space_cat.entries.values():
         if entry.name == BROKEN:
             continue
         label, text, timing, raw = c.predict(*try_args(entry), api_name="/try")
-        want = reference(entry, backend, item_for(entry)) if entry.kind == "classify" else None
+        want = reference(entry, space_backend, item_for(entry)) if entry.kind == "classify" else None
         assert "answered in" in timing and entry.name in timing
         if entry.kind == "classify":
             assert label["label"] == want["label"] == raw["label"], entry.name
             shown = {c["label"]: c["confidence"] for c in label["confidences"]}
             np.testing.assert_allclose([shown[k] for k in want["scores"]], list(want["scores"].values()), atol=1e-5)
         else:  # the app asked for 24 new tokens
-            model = zoo.load(entry.base, adapter=entry.key, hub=backend)
+            model = zoo.load(entry.base, adapter=entry.key, hub=space_backend)
             want_text = model.generate([item_for(entry)], max_new_tokens=24)[0]
             assert text == raw["text"] == want_text, entry.name
             if entry.kind == "verbalize":
@@ -112,42 +108,42 @@ def test_try_returns_what_zoo_load_predicts(demo, cat, backend):
                 assert raw["label"] == answer(model.meta, want_text)["label"]
 
 
-def test_all_tasks_and_compare_answer_as_zoo_load_does(demo, cat, backend):
+def test_all_tasks_and_compare_answer_as_zoo_load_does(demo, space_cat, space_backend):
     c = client(demo)
-    base = cat.bases()[0]
+    base = space_cat.bases()[0]
     table, summary, raw = c.predict(base, TEXT, SECOND, api_name="/all_tasks")
-    labelled = [e for e in cat.entries.values() if e.base == base and e.labelled]
+    labelled = [e for e in space_cat.entries.values() if e.base == base and e.labelled]
     assert [r["adapter"] for r in raw] == [e.name for e in labelled]
     assert "in one mixed batch" in summary
     for e, row, r in zip(labelled, table["data"], raw):
         if e.name == BROKEN:
             assert row[4] == "error" and "could not be loaded" in row[6] and "Traceback" not in row[6]
             continue
-        want = reference(e, backend, item_for(e))
+        want = reference(e, space_backend, item_for(e))
         assert r["label"] == row[4] == want["label"], e.name
         np.testing.assert_allclose(list(r["scores"].values()), list(want["scores"].values()), atol=2e-3)
 
     table, summary, bars, raw = c.predict("glue/sst2", TEXT, "", 16, api_name="/compare")
-    sst2 = [e for e in cat.entries.values() if e.task == "glue/sst2"]
+    sst2 = [e for e in space_cat.entries.values() if e.task == "glue/sst2"]
     assert {r["method"] for r in raw} >= {"lora", "ia3", "prompt-tuning", "prefix-tuning", "full", "icl"}
     assert [r["adapter"] for r in raw] == [e.name for e in sst2]
     for e, r in zip(sst2, raw):
         if e.kind == "classify":
-            want = reference(e, backend, TEXT)
+            want = reference(e, space_backend, TEXT)
             assert r["label"] == want["label"], e.name
             np.testing.assert_allclose(list(r["scores"].values()), list(want["scores"].values()), atol=2e-3)
         else:
-            assert r["text"] == zoo.load(e.base, adapter=e.key, hub=backend).generate([TEXT], max_new_tokens=16)[0]
+            assert r["text"] == zoo.load(e.base, adapter=e.key, hub=space_backend).generate([TEXT], max_new_tokens=16)[0]
     plotted = {(a, lab) for a, lab, _ in bars["data"]}
     assert ("sst2-lora", "positive") in plotted and ("sst2-full", "negative") in plotted
 
 
-def test_results_tab_is_the_cards_table(demo, cat):
+def test_results_tab_is_the_cards_table(demo, space_cat):
     c = client(demo)
     table, plot = c.predict("all tasks", api_name="/results")
     assert table["headers"][:6] == ["Task", "Adapter", "Method", "Base", "Metric", "Value"]
     rows = {r[1]: r for r in table["data"]}
-    for want in cat.results():
+    for want in space_cat.results():
         got = rows[want["adapter"]]
         assert got[4:] == [want["metric"], want["value"], want["trainable_params"], want["trainable_pct"],
                            want["train_seconds"], want["adapter_mib"]], want["adapter"]
@@ -156,18 +152,18 @@ def test_results_tab_is_the_cards_table(demo, cat):
     assert [r[1] for r in table["data"]] == ["rte-lora"]
 
 
-def test_errors_are_messages_and_the_app_keeps_serving(demo, cat):
+def test_errors_are_messages_and_the_app_keeps_serving(demo, space_cat):
     from gradio_client.exceptions import AppError
 
     c = client(demo)
-    good = cat.get("sst2-lora")
+    good = space_cat.get("sst2-lora")
     before = c.predict(*try_args(good), api_name="/try")[3]
-    cases = [((cat.get(BROKEN).id, TEXT, "", 8), "could not be loaded"),
+    cases = [((space_cat.get(BROKEN).id, TEXT, "", 8), "could not be loaded"),
              ((good.id, "x" * 2001, "", 8), "at most 2,000"),
              ((good.id, "", "", 8), "empty"),
-             ((cat.get("rte-lora").id, TEXT, "", 8), "second text is empty"),
+             ((space_cat.get("rte-lora").id, TEXT, "", 8), "second text is empty"),
              (("no/such::thing", TEXT, "", 8), "no entry"),
-             ((cat.get("alpaca-lora").id, TEXT, "", 100_000), "greater than maximum value 256")]
+             ((space_cat.get("alpaca-lora").id, TEXT, "", 100_000), "greater than maximum value 256")]
     for args, message in cases:
         with pytest.raises(AppError) as info:
             c.predict(*args, api_name="/try")
@@ -179,8 +175,8 @@ def test_errors_are_messages_and_the_app_keeps_serving(demo, cat):
     assert BROKEN not in status["shared_bases"][good.base]["adapters"]
 
 
-def test_twenty_concurrent_clients_get_their_own_answers(demo, cat):
-    entries = [e for e in cat.entries.values() if e.name != BROKEN]
+def test_twenty_concurrent_clients_get_their_own_answers(demo, space_cat):
+    entries = [e for e in space_cat.entries.values() if e.name != BROKEN]
     c = client(demo)
     expected = {e.id: c.predict(*try_args(e), api_name="/try")[3] for e in entries}  # one at a time
     results, errors = [], []
@@ -230,8 +226,7 @@ def test_reload_shows_a_new_push(space_home, tiny_bert, tmp_path):
         raw = c.predict(new_id, TEXT, "", 8, api_name="/try")[3]
         assert raw["label"] in ("non_irony", "irony")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc, log)
 
 
 def test_demo_command_rejects_bad_options(space_home):
@@ -242,11 +237,11 @@ def test_demo_command_rejects_bad_options(space_home):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/setup.sh --test installs it)")
-def test_browser_try_shows_the_predicted_label(demo, cat, backend):
+def test_browser_try_shows_the_predicted_label(demo, space_cat, space_backend):
     from playwright.sync_api import sync_playwright
 
-    entry = cat.get("sst2-lora")
-    want = reference(entry, backend, TEXT)["label"]
+    entry = space_cat.get("sst2-lora")
+    want = reference(entry, space_backend, TEXT)["label"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -274,3 +269,52 @@ def test_browser_try_shows_the_predicted_label(demo, cat, backend):
         finally:
             browser.close()
     assert (ARTIFACTS / "space-try.png").stat().st_size > 10_000
+
+
+def test_space_folder_is_a_space_and_its_bundle_runs_on_its_own(space_home, space_cat, tmp_path):
+    """spaces/ has the Space front matter and requirements; the bundle (spaces/ + zoo/) starts with `python app.py`
+    as a Space does (GRADIO_SERVER_* from the environment) and serves from the zoo/ it carries."""
+    import tomllib
+
+    import gradio
+    from huggingface_hub import SpaceCard
+
+    card = SpaceCard.load(ROOT / "spaces" / "README.md")
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py" and card.data.title
+    assert card.data.sdk_version.split(".")[0] == gradio.__version__.split(".")[0]
+    assert "adapter-zoo" in card.data.tags
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [x for x in (ROOT / "spaces" / "requirements.txt").read_text().splitlines() if x and not x.startswith("#")]
+    assert lines == deps, "spaces/requirements.txt is pyproject's dependency list"
+
+    out = tmp_path / "space"
+    subprocess.run(["bash", str(ROOT / "scripts" / "space_bundle.sh"), str(out)], check=True, capture_output=True)
+    assert {"app.py", "README.md", "requirements.txt", "zoo", "model_cards"} <= {p.name for p in out.iterdir()}
+    port = free_port()
+    env = dict(os.environ, ZOO_HOME=str(space_home), ZOO_HUB="local", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
+               GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), ZOO_DEMO_MAX_CHARS="50")
+    proc, url, log = start([sys.executable, "app.py"], env, tmp_path / "space.log", port, cwd=out)
+    try:
+        log.seek(0)
+        assert f"from {out / 'zoo'}" in log.read(), "the bundle's own zoo/ serves"
+        c = client(url)
+        entry = space_cat.get("sst2-lora")
+        assert c.predict(*try_args(entry), api_name="/try")[3]["label"] == space_cat.answer(entry.id, TEXT)["label"]
+        with pytest.raises(Exception, match="at most 50"):
+            c.predict(entry.id, "x" * 51, "", 8, api_name="/try")
+    finally:
+        stop(proc, log)
+
+
+def test_space_without_a_reachable_hub_starts_and_says_why(tmp_path):
+    """On a Space (SPACE_ID set) the catalogue is the Hub's; when it cannot be listed the page says so and keeps running."""
+    port = free_port()
+    env = dict(os.environ, ZOO_HOME=str(tmp_path), SPACE_ID="someone/adapter-zoo", HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False", GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    env.pop("ZOO_HUB", None)
+    proc, url, log = start([sys.executable, str(ROOT / "spaces" / "app.py")], env, tmp_path / "space.log", port)
+    try:
+        refreshed = client(url).predict(api_name="/refresh")
+        assert "could not be listed" in refreshed[4] and "HF_HUB_OFFLINE" in refreshed[4]
+    finally:
+        stop(proc, log)

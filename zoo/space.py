@@ -121,26 +121,38 @@ class Catalogue:
     ``hub``: "local", "hf" or a backend of ``zoo.hub`` (default: the Hub when a token is configured).
     """
 
-    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS):
+    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS, strict: bool = True):
         from .hub import get_hub
 
         self.backend = hub if hasattr(hub, "list") else get_hub(hub)
         self.max_chars = max_chars
+        self.problem: Optional[str] = None  # why the last listing failed (strict=False keeps serving what it had)
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], object] = {}  # (entry id, revision) -> loaded model
         self._gates: dict[str, threading.Lock] = {}  # one load at a time per entry
         self._serial: dict[str, threading.Lock] = {}  # a whole model runs one request at a time (its tokenizer has state)
         self.entries: dict[str, Entry] = {}
-        self.refresh()
+        self.refresh(strict=strict)
 
     def describe(self) -> str:
         return self.backend.describe()
 
-    def refresh(self) -> list[Entry]:
-        """List the hub again: new pushes appear, a new revision is loaded on its next request."""
-        found = sorted((entry_of(row) for row in self.backend.list()), key=lambda e: (e.task, e.base, e.method, e.name))
+    def refresh(self, *, strict: bool = True) -> list[Entry]:
+        """List the hub again: new pushes appear, a new revision is loaded on its next request.
+
+        ``strict=False``: a hub that cannot be listed leaves the entries as they were and sets ``problem``."""
+        try:
+            rows = self.backend.list()
+            found = sorted((entry_of(row) for row in rows), key=lambda e: (e.task, e.base, e.method, e.name))
+        except ZooError as e:
+            self.problem = f"the catalogue could not be listed: {e}"
+            if strict:
+                raise
+            log.warning(self.problem)
+            return list(self.entries.values())
         with self._lock:
             self.entries = {e.id: e for e in found}
+            self.problem = None
         return found
 
     # ------------------------------------------------------------------ lookup

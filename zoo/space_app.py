@@ -206,13 +206,13 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
 
     @_guard
     def run_refresh():
-        cat.refresh()
+        cat.refresh(strict=False)
         choices, labelled = _choices(cat), _choices(cat, labelled_only=True)
         tasks, bases = cat.tasks(), cat.bases()
         return (gr.Dropdown(choices=choices, value=first(choices)), gr.Dropdown(choices=bases, value=bases[0] if bases else None),
                 gr.Dropdown(choices=tasks, value=tasks[0] if tasks else None),
                 gr.Dropdown(choices=["all tasks", *tasks], value="all tasks"),
-                f"{len(cat.entries)} entries on {cat.describe()}", len(labelled))
+                cat.problem or f"{len(cat.entries)} entries on {cat.describe()}", len(labelled))
 
     # ------------------------------------------------------------------ layout
     choices = _choices(cat)
@@ -221,7 +221,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
     first_label, second_label, show_second = _fields(start)
     limit = {"concurrency_limit": concurrency}
     with gr.Blocks(title="adapter-zoo") as demo:
-        gr.Markdown(INTRO.format(where=cat.describe(), n=len(cat.entries)))
+        gr.Markdown(INTRO.format(where=cat.describe(), n=len(cat.entries))
+                    + (f"\n\n**{cat.problem}**; reload the catalogue below once it is back." if cat.problem else ""))
         with gr.Tab("Try", id="try"):
             entry = gr.Dropdown(choices=choices, value=first(choices), label="Adapter (task │ name · method · base · metric)",
                                 allow_custom_value=True, elem_id="try-entry")
@@ -312,7 +313,10 @@ def _compare_bars(rows: list[dict]):
     return pd.DataFrame(data or [{"adapter": "", "label": "", "probability": 0.0}])
 
 
-def launch(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, quiet: bool = False, block: bool = True):
-    """Start the app (no share link, no server-side rendering: neither works offline)."""
+def launch(demo: gr.Blocks, *, host: str | None = "127.0.0.1", port: int | None = 7860, quiet: bool = False,
+           block: bool = True):
+    """Start the app (no share link, no server-side rendering: neither works offline).
+
+    ``host`` / ``port`` None: Gradio's own settings (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as on a Space)."""
     return demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=quiet,
                        prevent_thread_lock=not block, footer_links=["api"], theme=gr.themes.Soft())
