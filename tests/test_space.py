@@ -108,7 +108,7 @@ def test_a_damaged_adapter_fails_alone(space_cat):
     ids = [e.id for e in space_cat.entries.values() if e.base == broken.base and e.labelled]
     rows = {r["adapter"]: r for r in space_cat.answer_many(ids, TEXT)}
     assert "could not be loaded" in rows[BROKEN]["error"] and "Traceback" not in rows[BROKEN]["error"]
-    assert "second text is empty" in rows["rte-lora"]["error"], "a pair entry without its second sentence says so"
+    assert "sentence-pair task: fill in the second text" in rows["rte-lora"]["error"], "a pair entry without its second sentence says so"
     answered = [n for n, r in rows.items() if "error" not in r]
     assert "sst2-lora" in answered and "tweet-emotion-lora" in answered and len(answered) == len(rows) - 2
     assert space_cat.answer(sst2.id, TEXT)["scores"] == before["scores"], "the rest keeps working, unchanged"
@@ -123,7 +123,7 @@ def test_bad_inputs_get_clear_errors(space_cat):
         space_cat.answer(sst2, "   ")
     with pytest.raises(BadInput, match="must be text"):
         space_cat.answer(sst2, 42)
-    with pytest.raises(BadInput, match="second text is empty"):
+    with pytest.raises(BadInput, match="rte-lora is a sentence-pair task: fill in the second text"):
         space_cat.answer(space_cat.get("rte-lora").id, TEXT)
     with pytest.raises(BadInput, match="max new tokens"):
         space_cat.answer(space_cat.get("alpaca-lora").id, TEXT, max_new_tokens=10_000)

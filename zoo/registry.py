@@ -345,6 +345,12 @@ def shared(base: str, hub: LocalHub | None = None) -> Zoo:
         return registry
 
 
+def shared_registries() -> list[Zoo]:
+    """Every process-wide registry now in memory (one per base and hub)."""
+    with _SHARED_LOCK:
+        return list(_SHARED.values())
+
+
 def clear_shared() -> None:
     """Drop the process-wide registries (frees their bases once no handle refers to them)."""
     with _SHARED_LOCK:

@@ -209,10 +209,9 @@ class Catalogue:
 
     def loaded(self) -> dict:
         """What is in memory: each shared base with its resident adapters, and the whole models."""
-        from .registry import _SHARED, _SHARED_LOCK, AdapterHandle
+        from .registry import AdapterHandle, shared_registries
 
-        with _SHARED_LOCK:
-            registries = list(_SHARED.values())
+        registries = shared_registries()
         with self._lock:
             models = dict(self._models)
         bases: dict[str, list] = {}
@@ -226,7 +225,9 @@ class Catalogue:
     def item(self, entry: Entry, text, second=""):
         """The model input for ``entry`` from the form's two text fields."""
         first = check_text(text, "the text", max_chars=self.max_chars)
-        second = check_text(second, "the second text", max_chars=self.max_chars, required=entry.pair)
+        second = check_text(second, "the second text", max_chars=self.max_chars, required=False)
+        if entry.pair and not second:
+            raise BadInput(f"{entry.name} is a sentence-pair task: fill in the second text (the hypothesis) too")
         if entry.pair:
             return (first, second)
         if len(entry.fields) > 1 and entry.causal:  # an instruction and its optional input

@@ -18,12 +18,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a demo must not ph
 import gradio as gr  # noqa: E402
 
 from .errors import ZooError  # noqa: E402
-from .space import MAX_NEW_TOKENS, Catalogue, Entry  # noqa: E402
+from .space import MAX_NEW_TOKENS, METHOD_NAMES, Catalogue, Entry  # noqa: E402
 
 log = logging.getLogger("zoo.space")
 
 CONCURRENCY = 8  # requests computed at once; the registry routes each row to its adapter, so users never wait on each other's adapter
 TABLE_COLUMNS = ["Adapter", "Task", "Method", "Base", "Prediction", "Confidence", "Probabilities / text", "ms", "Validation"]
+TABLE_WIDTHS = ["14%", "12%", "9%", "10%", "9%", "7%", "27%", "5%", "7%"]
 RESULTS_COLUMNS = ["Task", "Adapter", "Method", "Base", "Metric", "Value", "Trainable params", "% trainable",
                    "Train time (s)", "Adapter (MiB)"]
 INTRO = """# adapter-zoo
@@ -83,13 +84,14 @@ def _describe(entry: Entry | None) -> str:
 
 def _row(r: dict, entry: Entry | None) -> list:
     head = f"{entry.headline[0]} {entry.headline[1]:.3f}" if entry and entry.headline else ""
+    who = [r["adapter"], r["task"], METHOD_NAMES.get(r["method"], r["method"]), r["base"].split("/")[-1]]
     if "error" in r:
-        return [r["adapter"], r["task"], r["method"], r["base"], "error", None, r["error"], None, head]
+        return [*who, "—", None, r["error"], None, head]
     if "scores" in r:
         detail = " · ".join(f"{k} {v:.3f}" for k, v in sorted(r["scores"].items(), key=lambda kv: -kv[1]))
-        return [r["adapter"], r["task"], r["method"], r["base"], r["label"], round(r["score"], 4), detail, r["latency_ms"], head]
+        return [*who, r["label"], round(r["score"], 4), detail, r["latency_ms"], head]
     label = r.get("label") or ("(no answer)" if r.get("no_answer") else "")
-    return [r["adapter"], r["task"], r["method"], r["base"], label, None, r["text"].strip(), r["latency_ms"], head]
+    return [*who, label, None, r["text"].strip(), r["latency_ms"], head]
 
 
 def results_plot(rows: list[dict], title: str):
@@ -256,7 +258,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
                 all_text = gr.Textbox(label="Text", lines=2, max_length=cat.max_chars, elem_id="all-text")
                 all_second = gr.Textbox(label="Second text (for sentence-pair entries)", lines=2, max_length=cat.max_chars)
             all_go = gr.Button("Ask every adapter", variant="primary")
-            all_table = gr.Dataframe(headers=TABLE_COLUMNS, label="Answers", wrap=True, interactive=False)
+            all_table = gr.Dataframe(headers=TABLE_COLUMNS, label="Answers", wrap=True, interactive=False,
+                                     column_widths=TABLE_WIDTHS)
             all_summary = gr.Markdown()
             with gr.Accordion("Raw answers (JSON)", open=False):
                 all_raw = gr.JSON()
@@ -273,7 +276,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
                                         max_length=cat.max_chars)
             cmp_new = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="Max new tokens (generating entries)")
             cmp_go = gr.Button("Compare", variant="primary")
-            cmp_table = gr.Dataframe(headers=TABLE_COLUMNS, label="Side by side", wrap=True, interactive=False)
+            cmp_table = gr.Dataframe(headers=TABLE_COLUMNS, label="Side by side", wrap=True, interactive=False,
+                                     column_widths=TABLE_WIDTHS)
             cmp_summary = gr.Markdown()
             cmp_bars = gr.BarPlot(x="adapter", y="probability", color="label", label="Label probabilities per adapter",
                                   y_lim=[0, 1])

@@ -1,0 +1,162 @@
+"""Demo serving benchmark: many users of `zoo demo` at once, against one user at a time.
+
+    .venv/bin/python bench/space.py [--requests 240] [--clients 20] [--concurrency 8]
+
+Starts `zoo demo` on loopback over a local hub of bench/registry.py's 9 adapters on the real MiniLM base
+(LoRA, IA3, prompt tuning, P-tuning, prefix tuning; 2 to 20 labels; random weights: serving cost does not
+depend on what they learned) and sends /try requests through gradio_client, each an SST-2 validation
+sentence for a random adapter. The same requests run three ways, in the same process run:
+
+- in_process: zoo.load(...).predict, one request at a time, no HTTP (the floor);
+- sequential: one client, one request at a time, over HTTP;
+- concurrent: --clients clients at once, the requests dealt between them.
+
+Figures: concurrent_vs_sequential (throughput ratio), http_vs_in_process (sequential throughput over the
+in-process one: what HTTP and Gradio's queue cost), p50/p95 latency of each, and mismatches (answers that
+differ between the concurrent and sequential runs beyond 1e-5: must be 0). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+
+from bench.registry import ADAPTERS, BASE, build_hub  # noqa: E402
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    from zoo.tasks import get_task, load_split
+
+    texts = load_split(get_task("glue/sst2"), "validation")["text"]
+    return random.Random(seed).sample(texts, min(n, len(texts)))
+
+
+def start_demo(home: Path, concurrency: int):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(home / "demo.log", "w+")
+    env = dict(os.environ, ZOO_HOME=str(home), HF_TOKEN="")
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), "demo", "--hub", "local", "--port", str(port),
+                             "--concurrency", str(concurrency)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        log.seek(0)
+        if url in log.read():
+            return proc, url + "/"
+        if proc.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"zoo demo exited:\n{log.read()}")
+        time.sleep(0.2)
+    raise SystemExit("zoo demo did not start")
+
+
+def timed(fn, requests):
+    out, lat = [], []
+    for req in requests:
+        t = time.perf_counter()
+        out.append(fn(req))
+        lat.append(time.perf_counter() - t)
+    return out, lat
+
+
+def pct(values, q):
+    values = sorted(values)
+    return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=240)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=8, help="zoo demo --concurrency")
+    args = parser.parse_args()
+
+    from gradio_client import Client
+
+    import zoo
+    from zoo.hub import LocalBackend
+    from zoo.local_hub import LocalHub
+
+    home = Path(tempfile.mkdtemp(prefix="bench-space-"))
+    build_hub(home / "hub")
+    names = [a[0] for a in ADAPTERS]
+    rng = random.Random(1)
+    requests = [(rng.choice(names), text) for text in sentences(args.requests)]
+
+    backend = LocalBackend(LocalHub(home / "hub"))
+    handles = {n: zoo.load(BASE, adapter=n, hub=backend) for n in names}
+    for n in names:  # warm every adapter once
+        handles[n].predict(["warm up"])
+    local, local_lat = timed(lambda r: handles[r[0]].predict([r[1]])[0], requests)
+    local_s = sum(local_lat)
+
+    proc, url = start_demo(home, args.concurrency)
+    try:
+        one = Client(url, verbose=False)
+        ask = lambda c, r: c.predict(f"{BASE}::{r[0]}", r[1], "", 8, api_name="/try")[3]  # noqa: E731
+        for n in names:
+            ask(one, (n, "warm up"))
+        t0 = time.perf_counter()
+        seq, seq_lat = timed(lambda r: ask(one, r), requests)
+        seq_s = time.perf_counter() - t0
+
+        clients = [Client(url, verbose=False) for _ in range(args.clients)]
+        conc: list = [None] * len(requests)
+        conc_lat: list = [None] * len(requests)
+
+        def user(k: int):
+            for i in range(k, len(requests), args.clients):
+                t = time.perf_counter()
+                conc[i] = ask(clients[k], requests[i])
+                conc_lat[i] = time.perf_counter() - t
+
+        threads = [threading.Thread(target=user, args=(k,)) for k in range(args.clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        conc_s = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    def same(a, b):
+        return a["label"] == b["label"] and all(abs(a["scores"][k] - b["scores"][k]) <= 1e-5 for k in b["scores"])
+
+    mismatches = sum(not same(c, s) for c, s in zip(conc, seq)) + sum(not same(s, l) for s, l in zip(seq, local))
+    n = len(requests)
+    result = {
+        "requests": n, "clients": args.clients, "concurrency": args.concurrency, "adapters": len(names),
+        "in_process_rps": round(n / local_s, 1), "sequential_rps": round(n / seq_s, 1), "concurrent_rps": round(n / conc_s, 1),
+        "concurrent_vs_sequential": round(seq_s / conc_s, 3), "http_vs_in_process": round(local_s / seq_s, 3),
+        "p50_ms": {"in_process": pct(local_lat, 0.5), "sequential": pct(seq_lat, 0.5), "concurrent": pct(conc_lat, 0.5)},
+        "p95_ms": {"in_process": pct(local_lat, 0.95), "sequential": pct(seq_lat, 0.95), "concurrent": pct(conc_lat, 0.95)},
+        "mismatches": mismatches,
+    }
+    print(f"{n} /try requests over {len(names)} adapters on {BASE}: in process {result['in_process_rps']} req/s, "
+          f"one HTTP client {result['sequential_rps']} req/s, {args.clients} clients {result['concurrent_rps']} req/s "
+          f"(x{result['concurrent_vs_sequential']}); mismatches {mismatches}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
