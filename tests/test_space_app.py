@@ -198,6 +198,7 @@ def test_twenty_concurrent_clients_get_their_own_answers(demo, space_cat):
         t.join(timeout=600)
     assert not errors, errors[:3]
     assert len(results) == 20 * 6
+    assert any(r["batch"] > 1 for _, r in results), "requests that met were computed as one mixed batch"
     for entry_id, got in results:
         want = expected[entry_id]
         assert got["entry"] == entry_id and got.get("label") == want.get("label") and got.get("text") == want.get("text")

@@ -282,6 +282,7 @@ def demo(
     port: int = typer.Option(7860, help="port to listen on"),
     max_chars: int = typer.Option(2000, help="longest text a request may send, per field"),
     concurrency: int = typer.Option(8, help="requests computed at the same time"),
+    coalesce: bool = typer.Option(True, help="run concurrent requests to one base's classifiers as one mixed batch"),
 ):
     """Launch the demo Space locally: try every published adapter, all tasks at once, compare methods, results."""
     try:
@@ -289,7 +290,7 @@ def demo(
 
         if max_chars < 1 or concurrency < 1:
             raise ZooError("--max-chars and --concurrency must be at least 1")
-        catalogue = Catalogue(hub, max_chars=max_chars)
+        catalogue = Catalogue(hub, max_chars=max_chars, coalesce=coalesce)
     except ZooError as e:
         _fail(e)
     except ImportError as e:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .batching import Coalescer
 from .card import headline_metric
 from .errors import BadInput, ZooError
 
@@ -121,16 +122,19 @@ class Catalogue:
     ``hub``: "local", "hf" or a backend of ``zoo.hub`` (default: the Hub when a token is configured).
     """
 
-    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS, strict: bool = True):
+    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS, strict: bool = True, coalesce: bool = True):
         from .hub import get_hub
 
         self.backend = hub if hasattr(hub, "list") else get_hub(hub)
         self.max_chars = max_chars
+        # concurrent requests to classifiers of one base run as one mixed batch (zoo.batching); bench/space.py measures it
+        self.coalesce = coalesce
         self.problem: Optional[str] = None  # why the last listing failed (strict=False keeps serving what it had)
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], object] = {}  # (entry id, revision) -> loaded model
         self._gates: dict[str, threading.Lock] = {}  # one load at a time per entry
         self._serial: dict[str, threading.Lock] = {}  # a whole model runs one request at a time (its tokenizer has state)
+        self._batchers: dict[int, Coalescer] = {}  # per shared base: concurrent requests coalesced
         self.entries: dict[str, Entry] = {}
         self.refresh(strict=strict)
 
@@ -275,8 +279,9 @@ class Catalogue:
             todo.setdefault(group, []).append((i, model, item))
         for group, members in todo.items():
             start = time.perf_counter()
+            batch = len(members)
             try:
-                outputs = self._run_group(group, members, settings)
+                outputs, batch = self._run_group(group, members, settings)
             except ZooError as err:
                 if strict:
                     raise EntryFailed(str(err)) from None
@@ -289,10 +294,11 @@ class Catalogue:
                 outputs = [{"error": message}] * len(members)
             ms = round(1000 * (time.perf_counter() - start), 1)
             for (i, _, _), out in zip(members, outputs):
-                rows[i].update(out, latency_ms=ms, batch=len(members))
+                rows[i].update(out, latency_ms=ms, batch=batch)
         return rows
 
-    def _run_group(self, group: tuple, members: list, settings: dict) -> list[dict]:
+    def _run_group(self, group: tuple, members: list, settings: dict) -> tuple[list[dict], int]:
+        """The members' outputs, and how many rows the call that computed them held."""
         from .prompts import answer, render_inputs
 
         kind, _, causal = group
@@ -304,16 +310,29 @@ class Catalogue:
                 serial = self._serial.setdefault(group[1], threading.Lock())
             with serial:
                 if not causal:
-                    return [_classified(p) for p in model.predict(items)]
+                    return [_classified(p) for p in model.predict(items)], len(items)
                 texts = model.generate(items, **settings)
-            return [_generated(model.meta, t, answer) for t in texts]
+            return [_generated(model.meta, t, answer) for t in texts], len(items)
         zoo = models[0].zoo
         names = [m.name for m in models]
-        if not causal:  # every classifier of this base in one forward pass, each row with its own adapter
-            return [_classified(p) for p in zoo.predict(items, adapters=names)]
+        if not causal and self.coalesce:  # one forward pass for these rows and other users' rows of the moment
+            return self._coalescer(zoo).submit(list(zip(names, items)))
+        if not causal:
+            return [_classified(p) for p in zoo.predict(items, adapters=names)], len(items)
         prompts = [render_inputs(m.meta, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
         texts = zoo.generate(prompts, adapters=names, **settings)
-        return [_generated(m.meta, t, answer) for m, t in zip(models, texts)]
+        return [_generated(m.meta, t, answer) for m, t in zip(models, texts)], len(prompts)
+
+    def _coalescer(self, zoo) -> Coalescer:
+        """The batcher of one shared base: concurrent requests to any of its classifiers become one mixed batch."""
+        with self._lock:
+            batcher = self._batchers.get(id(zoo))
+            if batcher is None:
+                def run(rows, zoo=zoo):
+                    return [_classified(p) for p in zoo.predict([x for _, x in rows], adapters=[n for n, _ in rows])]
+
+                batcher = self._batchers[id(zoo)] = Coalescer(run)
+            return batcher
 
     # ------------------------------------------------------------------ results
     def results(self, task: Optional[str] = None) -> list[dict]:

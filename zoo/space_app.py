@@ -164,6 +164,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
         else:
             label = None
         timing = f"answered in **{r['latency_ms']:.0f} ms** by `{entry.name}` on `{entry.base}`"
+        if r.get("batch", 1) > 1:
+            timing += f", in one mixed batch with {r['batch'] - 1} other request(s)"
         return label, r.get("text", ""), timing, r
 
     def run_table(ids, text, second, max_new_tokens, what):
