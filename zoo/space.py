@@ -176,7 +176,11 @@ class Catalogue:
                             f"({len(entries)} entries); reload the catalogue if it was just published")
 
     def tasks(self) -> list[str]:
-        return sorted({e.task for e in self.entries.values()})
+        """Tasks, the one with most entries first (the "compare methods" default)."""
+        counts: dict[str, int] = {}
+        for e in self.entries.values():
+            counts[e.task] = counts.get(e.task, 0) + 1
+        return sorted(counts, key=lambda t: (-counts[t], t))
 
     def bases(self) -> list[str]:
         """Bases, the one with most labelled entries first (the "all tasks at once" default)."""

@@ -175,9 +175,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
         batches = {}
         for r in answered:
             batches.setdefault(r["base"], r["batch"])
-        summary = (f"{len(answered)} of {len(rows)} {what} answered; "
-                   + ", ".join(f"{n} in one mixed batch on `{b}`" for b, n in batches.items() if n > 1)
-                   if rows else f"no {what} in the catalogue")
+        mixed = [f"{n} rows in one mixed batch on `{b.split('/')[-1]}`" for b, n in batches.items() if n > 1]
+        summary = "; ".join([f"{len(answered)} of {len(rows)} {what} answered", *mixed])
         return table, summary, rows
 
     @_guard
@@ -316,7 +315,7 @@ def _compare_bars(rows: list[dict]):
 
     data = [{"adapter": r["adapter"], "label": label, "probability": p}
             for r in rows if "scores" in r for label, p in r["scores"].items()]
-    return pd.DataFrame(data or [{"adapter": "", "label": "", "probability": 0.0}])
+    return pd.DataFrame(data, columns=["adapter", "label", "probability"]).astype({"probability": float})
 
 
 def launch(demo: gr.Blocks, *, host: str | None = "127.0.0.1", port: int | None = 7860, quiet: bool = False,
