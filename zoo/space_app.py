@@ -53,8 +53,8 @@ def _guard(fn):
     return wrapper
 
 
-def _choices(cat: Catalogue, *, labelled_only: bool = False) -> list[tuple[str, str]]:
-    return [(e.title, e.id) for e in cat.entries.values() if e.labelled or not labelled_only]
+def _choices(cat: Catalogue) -> list[tuple[str, str]]:
+    return [(e.title, e.id) for e in cat.entries.values()]
 
 
 def _fields(entry: Entry | None) -> tuple[str, str, bool]:
@@ -210,12 +210,12 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
     @_guard
     def run_refresh():
         cat.refresh(strict=False)
-        choices, labelled = _choices(cat), _choices(cat, labelled_only=True)
+        choices = _choices(cat)
         tasks, bases = cat.tasks(), cat.bases()
         return (gr.Dropdown(choices=choices, value=first(choices)), gr.Dropdown(choices=bases, value=bases[0] if bases else None),
                 gr.Dropdown(choices=tasks, value=tasks[0] if tasks else None),
                 gr.Dropdown(choices=["all tasks", *tasks], value="all tasks"),
-                cat.problem or f"{len(cat.entries)} entries on {cat.describe()}", len(labelled))
+                cat.problem or f"{len(cat.entries)} entries on {cat.describe()}")
 
     # ------------------------------------------------------------------ layout
     choices = _choices(cat)
@@ -298,12 +298,11 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
 
         with gr.Accordion("Catalogue and memory", open=False):
             status_line = gr.Markdown(f"{len(cat.entries)} entries on {cat.describe()}")
-            n_labelled = gr.Number(visible=False)
             with gr.Row():
                 reload = gr.Button("Reload the catalogue")
                 show = gr.Button("What is in memory")
             memory = gr.JSON(label="Shared bases and resident adapters")
-            reload.click(run_refresh, None, [entry, base, task, res_task, status_line, n_labelled], api_name="refresh")
+            reload.click(run_refresh, None, [entry, base, task, res_task, status_line], api_name="refresh")
             show.click(run_status, None, memory, api_name="status")
     demo.queue(default_concurrency_limit=concurrency, max_size=256)
     demo.catalogue = cat
