@@ -4,6 +4,7 @@ base, bad adapters and bad inputs failing alone, and the results table from the 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,31 @@ def test_refresh_picks_up_a_new_revision(tiny_bert, tmp_path):
     assert fresh.answer("sst2-lora", TEXT)["scores"] != first["scores"], "the new revision after a reload"
     with pytest.raises(ZooError):
         Catalogue(LocalBackend(hub)).answer("sst2-ia3", TEXT)
+
+
+def test_strangers_odd_metadata_is_refused_and_the_rest_is_listed(tiny_bert, tmp_path):
+    """zoo.json and cards come from strangers: names become folder names, ids and page text."""
+    from zoo.errors import UnsafeAdapter
+    from zoo.space import entry_of
+    from zoo.testing import make_adapter
+
+    hub = LocalHub(tmp_path / "hub")
+    good = make_adapter(str(tiny_bert), tmp_path / "good", name="sst2-lora", method="lora", labels=("negative", "positive"))
+    hub.push(good)
+    for i, (key, value) in enumerate([("name", "x](javascript:alert(1))"), ("name", "../../escape"),
+                                      ("base_model", "../outside"), ("name", "a`b")]):
+        bad = make_adapter(str(tiny_bert), tmp_path / f"bad{i}", name="sst2-ia3", method="ia3", labels=("negative", "positive"))
+        meta = json.loads((bad / "zoo.json").read_text())
+        meta[key] = value
+        (bad / "zoo.json").write_text(json.dumps(meta))
+        with pytest.raises(UnsafeAdapter, match="not a plain name|not a model id"):
+            hub.push(bad)
+        planted = tmp_path / "hub" / "planted" / f"e{i}"  # as if written into the hub folder by hand
+        shutil.copytree(bad, planted / "revisions" / "r1")
+        (planted / "current").symlink_to(Path("revisions") / "r1")
+    assert not list((tmp_path).glob("escape*")) and not (tmp_path / "outside").exists()
+    fresh = Catalogue(LocalBackend(hub))
+    assert [e.name for e in fresh.entries.values()] == ["sst2-lora"]
+    assert fresh.answer("sst2-lora", TEXT)["label"] in ("negative", "positive")
+    with pytest.raises(UnsafeAdapter, match="not one the zoo knows"):
+        entry_of({"name": "sst2-magic", "base_model": "org/base", "task": "glue/sst2", "method": "magic"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -38,6 +39,19 @@ def base_slug(base: str) -> str:
     return base.strip("/").replace("/", "--")
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_BASE = re.compile(r"^[\w][\w./@:+-]{0,255}$|^/[\w./@:+-]{1,255}$")
+
+
+def check_identity(meta: dict, where: str) -> None:
+    """An adapter's name and base are safe to use as folder names and to show on a page: zoo.json comes from strangers."""
+    name, base = meta.get("name"), meta.get("base_model")
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise UnsafeAdapter(f"{where}: adapter name {str(name)[:80]!r} is not a plain name (letters, digits, '.', '_', '-')")
+    if not isinstance(base, str) or not _BASE.match(base) or any(part in ("..", ".") for part in base.split("/")):
+        raise UnsafeAdapter(f"{where}: base model {str(base)[:80]!r} is not a model id or a plain path")
+
+
 def read_meta(folder: Path) -> dict:
     path = folder / "zoo.json"
     try:
@@ -49,6 +63,7 @@ def read_meta(folder: Path) -> dict:
     for key in ("name", "base_model", "task", "method", "labels", "weights"):
         if key not in meta:
             raise UnsafeAdapter(f"{path} lacks {key!r}")
+    check_identity(meta, str(path))
     return meta
 
 

@@ -15,6 +15,7 @@ answered as one mixed batch per base.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Optional
 
 from .batching import Coalescer
 from .card import headline_metric
-from .errors import BadInput, ZooError
+from .errors import BadInput, UnsafeAdapter, ZooError
 
 log = logging.getLogger("zoo.space")
 
@@ -31,6 +32,7 @@ MAX_NEW_TOKENS = 256  # the most new tokens one request may ask for
 METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "ia3": "IA3", "prompt-tuning": "prompt tuning",
                 "p-tuning": "P-tuning", "prefix-tuning": "prefix tuning", "full": "full fine-tuning",
                 "last-layers": "last layers", "icl": "in-context"}
+_TASK = re.compile(r"^[A-Za-z0-9][\w./-]{0,127}$")
 SEP = "::"  # an entry id is "<base>::<adapter>": one adapter name may be published for several bases
 
 
@@ -88,9 +90,14 @@ class Entry:
 
 def entry_of(row: dict) -> Entry:
     """An Entry from a hub listing row (the local hub's zoo.json, or the Hub's card data)."""
+    from .local_hub import check_identity
     from .tasks import TASKS
 
-    task = TASKS.get(row.get("task") or "")
+    check_identity(row, "a hub listing")  # strangers' metadata: names shown on the page and used as ids
+    if not isinstance(row.get("task"), str) or not _TASK.match(row["task"]) or row.get("method") not in METHOD_NAMES:
+        raise UnsafeAdapter(f"adapter {row['name']!r}: task {str(row.get('task'))[:60]!r} or method "
+                            f"{str(row.get('method'))[:30]!r} is not one the zoo knows how to show")
+    task = TASKS.get(row["task"])
     fields = tuple(row.get("text_fields") or (task.fields if task else ("text",)))
     causal = row.get("task_type") == "CAUSAL_LM"
     labels = row.get("labels")
@@ -130,6 +137,7 @@ class Catalogue:
         # concurrent requests to classifiers of one base run as one mixed batch (zoo.batching); bench/space.py measures it
         self.coalesce = coalesce
         self.problem: Optional[str] = None  # why the last listing failed (strict=False keeps serving what it had)
+        self.skipped: list[str] = []  # listed entries left out, and why (unsafe names, unknown methods)
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], object] = {}  # (entry id, revision) -> loaded model
         self._gates: dict[str, threading.Lock] = {}  # one load at a time per entry
@@ -147,13 +155,20 @@ class Catalogue:
         ``strict=False``: a hub that cannot be listed leaves the entries as they were and sets ``problem``."""
         try:
             rows = self.backend.list()
-            found = sorted((entry_of(row) for row in rows), key=lambda e: (e.task, e.base, e.method, e.name))
         except ZooError as e:
             self.problem = f"the catalogue could not be listed: {e}"
             if strict:
                 raise
             log.warning(self.problem)
             return list(self.entries.values())
+        found, self.skipped = [], []
+        for row in rows:
+            try:
+                found.append(entry_of(row))
+            except (UnsafeAdapter, KeyError, TypeError) as e:  # one stranger's odd card must not hide the rest
+                self.skipped.append(str(e) if isinstance(e, UnsafeAdapter) else f"malformed listing row ({e!r})")
+                log.warning("catalogue: skipped %s", self.skipped[-1])
+        found.sort(key=lambda e: (e.task, e.base, e.method, e.name))
         with self._lock:
             self.entries = {e.id: e for e in found}
             self.problem = None

@@ -78,7 +78,7 @@ def _describe(entry: Entry | None) -> str:
     params = f"{params:,} trainable parameters" if isinstance(params, int) else "trainable parameters not recorded"
     what = {"classify": "label probabilities", "verbalize": "a generated answer, read as a label",
             "generate": "generated text"}[entry.kind]
-    return (f"**{entry.name}**: {entry.method_name} on `{entry.base}`, task `{entry.task}`; {head}; {params}. "
+    return (f"**`{entry.name}`**: {entry.method_name} on `{entry.base}`, task `{entry.task}`; {head}; {params}. "
             f"Answers with {what}.")
 
 
