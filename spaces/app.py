@@ -18,7 +18,8 @@ for folder in (HERE, HERE.parent):  # a Space bundle carries zoo/ beside this fi
         break
 
 import zoo  # noqa: E402
-from zoo.space import MAX_CHARS, Catalogue  # noqa: E402
+from zoo.entries import MAX_CHARS  # noqa: E402
+from zoo.space import Catalogue  # noqa: E402
 from zoo.space_app import CONCURRENCY, build_app, launch  # noqa: E402
 
 hub = None if os.environ.get("ZOO_HUB") else ("hf" if os.environ.get("SPACE_ID") else None)

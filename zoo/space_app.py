@@ -18,7 +18,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a demo must not ph
 import gradio as gr  # noqa: E402
 
 from .errors import ZooError  # noqa: E402
-from .space import MAX_NEW_TOKENS, METHOD_NAMES, Catalogue, Entry  # noqa: E402
+from .entries import MAX_NEW_TOKENS, METHOD_NAMES, Entry  # noqa: E402
+from .space import Catalogue  # noqa: E402
 
 log = logging.getLogger("zoo.space")
 
