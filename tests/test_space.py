@@ -200,3 +200,12 @@ def test_strangers_odd_metadata_is_refused_and_the_rest_is_listed(tiny_bert, tmp
     assert fresh.answer("sst2-lora", TEXT)["label"] in ("negative", "positive")
     with pytest.raises(UnsafeAdapter, match="not one the zoo knows"):
         entry_of({"name": "sst2-magic", "base_model": "org/base", "task": "glue/sst2", "method": "magic"})
+
+
+def test_headline_is_the_tasks_official_metric_when_it_has_one():
+    from zoo.card import headline_metric
+
+    assert headline_metric({"accuracy": 0.8, "official": 0.7, "macro_f1": 0.7}) == ("official", 0.7)
+    assert headline_metric({"accuracy": 0.8, "macro_f1": 0.79}) == ("accuracy", 0.8)
+    assert headline_metric({"perplexity": 8.0}) == ("perplexity", 8.0)
+    assert headline_metric({}) is None

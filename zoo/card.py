@@ -27,8 +27,10 @@ PIPELINES = {"text-classification": "Text Classification", "text-generation": "T
 
 
 def headline_metric(validation: dict) -> tuple[str, float] | None:
-    """The one figure a catalogue shows per entry: accuracy, else ROUGE-L, else answer perplexity."""
-    for key, name in (("accuracy", "accuracy"), ("rougeL", "ROUGE-L"), ("perplexity", "perplexity")):
+    """The one figure a catalogue shows per entry: the task's official metric (TweetEval's macro-F1...),
+    else accuracy, else ROUGE-L, else answer perplexity."""
+    for key, name in (("official", "official"), ("accuracy", "accuracy"), ("rougeL", "ROUGE-L"),
+                      ("perplexity", "perplexity")):
         if isinstance(validation.get(key), (int, float)):
             return name, float(validation[key])
     return None
