@@ -89,8 +89,8 @@ def entry_of(row: dict) -> Entry:
     causal = row.get("task_type") == "CAUSAL_LM"
     labels = row.get("labels")
     labelled = bool(labels) if labels is not None else bool(task and task.labels)
-    return Entry(key=row.get("repo_id") or row["name"], name=row["name"], base=row["base_model"], task=row.get("task") or "?",
-                 method=row.get("method") or "?", causal=causal, labelled=labelled, fields=fields,
+    return Entry(key=row.get("repo_id") or row["name"], name=row["name"], base=row["base_model"], task=row["task"],
+                 method=row["method"], causal=causal, labelled=labelled, fields=fields,
                  revision=str(row.get("revision") or row.get("path") or ""),
                  metrics=dict((row.get("metrics") or {}).get("validation") or {}),
                  efficiency=dict(row.get("efficiency") or {}))

@@ -22,6 +22,7 @@ from typing import Optional
 from .batching import Coalescer
 from .entries import MAX_CHARS, MAX_NEW_TOKENS, Entry, EntryFailed, EntryNotFound, check_text, entry_of
 from .errors import BadInput, UnsafeAdapter, ZooError
+from .prompts import answer, render_inputs
 
 log = logging.getLogger("zoo.space")
 
@@ -147,10 +148,9 @@ class Catalogue:
                 "whole_models": whole}
 
     # ------------------------------------------------------------------ answering
-    def item(self, entry: Entry, text, second=""):
-        """The model input for ``entry`` from the form's two text fields."""
-        first = check_text(text, "the text", max_chars=self.max_chars)
-        second = check_text(second, "the second text", max_chars=self.max_chars, required=False)
+    @staticmethod
+    def item(entry: Entry, first: str, second: str):
+        """The model input for ``entry`` from the form's two text fields (already checked by ``check_text``)."""
         if entry.pair and not second:
             raise BadInput(f"{entry.name} is a sentence-pair task: fill in the second text (the hypothesis) too")
         if entry.pair:
@@ -180,8 +180,8 @@ class Catalogue:
         A row per entry, in order; an entry that cannot answer (fails to load, needs a second text)
         gets ``{"error": message}`` and the others still answer. ``strict``: raise that error instead."""
         settings = self._settings(max_new_tokens)
-        check_text(text, "the text", max_chars=self.max_chars)
-        check_text(second, "the second text", max_chars=self.max_chars, required=False)
+        text = check_text(text, "the text", max_chars=self.max_chars)
+        second = check_text(second, "the second text", max_chars=self.max_chars, required=False)
         entries = [self.get(i) for i in entry_ids]
         rows: list[dict] = [{"entry": e.id, "adapter": e.name, "task": e.task, "method": e.method, "base": e.base}
                             for e in entries]
@@ -220,8 +220,6 @@ class Catalogue:
 
     def _run_group(self, group: tuple, members: list, settings: dict) -> tuple[list[dict], int]:
         """The members' outputs, and how many rows the call that computed them held."""
-        from .prompts import answer, render_inputs
-
         kind, _, causal = group
         models = [m for _, m, _ in members]
         items = [x for _, _, x in members]
@@ -233,7 +231,7 @@ class Catalogue:
                 if not causal:
                     return [_classified(p) for p in model.predict(items)], len(items)
                 texts = model.generate(items, **settings)
-            return [_generated(model.meta, t, answer) for t in texts], len(items)
+            return [_generated(model.meta, t) for t in texts], len(items)
         zoo = models[0].zoo
         names = [m.name for m in models]
         if not causal and self.coalesce:  # one forward pass for these rows and other users' rows of the moment
@@ -242,7 +240,7 @@ class Catalogue:
             return [_classified(p) for p in zoo.predict(items, adapters=names)], len(items)
         prompts = [render_inputs(m.meta, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
         texts = zoo.generate(prompts, adapters=names, **settings)
-        return [_generated(m.meta, t, answer) for m, t in zip(models, texts)], len(prompts)
+        return [_generated(m.meta, t) for m, t in zip(models, texts)], len(prompts)
 
     def _coalescer(self, zoo) -> Coalescer:
         """The batcher of one shared base: concurrent requests to any of its classifiers become one mixed batch."""
@@ -281,7 +279,8 @@ def _classified(p: dict) -> dict:
     return {"label": p["label"], "score": p["score"], "scores": p["scores"]}
 
 
-def _generated(meta: dict, text: str, answer) -> dict:
+def _generated(meta: dict, text: str) -> dict:
+    """A causal entry's generation, read as a label when the entry has labels (``zoo.prompts.answer``)."""
     if meta.get("labels"):
         read = answer(meta, text)
         return {"label": read["label"], "text": text, "no_answer": read["no_answer"]}
