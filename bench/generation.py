@@ -40,8 +40,8 @@ def build_adapters(root: Path) -> dict[str, Path]:
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from zoo.recipe import load_recipe
-    from zoo.sources import resolve_model
+    from zoo.config.recipe import load_recipe
+    from zoo.data.sources import resolve_model
 
     recipe = load_recipe(ROOT / "recipes" / "alpaca_lora.py")
     path = resolve_model(BASE).path
@@ -75,10 +75,10 @@ def main() -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from zoo.causal import encode_prompts
-    from zoo.prompts import render
-    from zoo.registry import Zoo
-    from zoo.sources import resolve_model
+    from zoo.models.generate import encode_prompts
+    from zoo.config.prompts import render
+    from zoo.serve.registry import Zoo
+    from zoo.data.sources import resolve_model
 
     tmp = Path(tempfile.mkdtemp(prefix="zoo-bench-gen-"))
     folders = build_adapters(tmp)

@@ -62,8 +62,8 @@ PEFT_MIX = [("lora-a", "sst2_lora", 2), ("lora-b", "sst2_lora", 2), ("lora-c", "
 def build_hub(hub_root: Path, lora: str = "recipe") -> dict[str, Path]:
     from peft import LoraConfig
 
-    from zoo.local_hub import LocalHub
-    from zoo.recipe import load_recipe
+    from zoo.hub.local import LocalHub
+    from zoo.config.recipe import load_recipe
     from zoo.testing import make_adapter
 
     hub = LocalHub(hub_root)
@@ -79,8 +79,8 @@ def build_hub(hub_root: Path, lora: str = "recipe") -> dict[str, Path]:
 
 
 def sentences(n: int) -> list[str]:
-    from zoo.sources import data_dir
-    from zoo.tasks import get_task, load_split
+    from zoo.data.sources import data_dir
+    from zoo.data.tasks import get_task, load_split
 
     ds = load_split(get_task("glue/sst2"), "validation", data_dir=data_dir(None))
     texts = list(ds["text"])
@@ -165,10 +165,10 @@ def memory_child(kind: str, hub_root: str, folders: dict) -> None:
     import transformers
     from transformers import AutoTokenizer
 
-    from zoo.local_hub import LocalHub
-    from zoo.methods import load_base_classifier
-    from zoo.registry import Zoo
-    from zoo.sources import resolve_model
+    from zoo.hub.local import LocalHub
+    from zoo.models.classifier import load_base_classifier
+    from zoo.serve.registry import Zoo
+    from zoo.data.sources import resolve_model
 
     resolved = resolve_model(BASE)
     AutoTokenizer.from_pretrained(resolved.path)
@@ -237,10 +237,10 @@ def main() -> None:
     import torch
     from peft import PeftModel
 
-    from zoo.local_hub import LocalHub
-    from zoo.methods import load_base_classifier
-    from zoo.registry import Zoo
-    from zoo.sources import resolve_model
+    from zoo.hub.local import LocalHub
+    from zoo.models.classifier import load_base_classifier
+    from zoo.serve.registry import Zoo
+    from zoo.data.sources import resolve_model
 
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="zoo-bench-registry-"))

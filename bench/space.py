@@ -45,7 +45,7 @@ from bench.registry import ADAPTERS, BASE, build_hub  # noqa: E402
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
-    from zoo.tasks import get_task, load_split
+    from zoo.data.tasks import get_task, load_split
 
     texts = load_split(get_task("glue/sst2"), "validation")["text"]
     return random.Random(seed).sample(texts, min(n, len(texts)))
@@ -135,8 +135,8 @@ def main() -> None:
     import httpx
 
     import zoo
-    from zoo.hub import LocalBackend
-    from zoo.local_hub import LocalHub
+    from zoo.hub.backends import LocalBackend
+    from zoo.hub.local import LocalHub
 
     home = Path(tempfile.mkdtemp(prefix="bench-space-"))
     build_hub(home / "hub")
@@ -150,7 +150,7 @@ def main() -> None:
         handles[n].predict(["warm up"])
     local, local_lat = timed(lambda r: handles[r[0]].predict([r[1]])[0], requests)
     local_s = sum(local_lat)
-    zoo.registry.clear_shared()
+    zoo.serve.registry.clear_shared()
 
     servers = {"coalesced": start_demo(home, "--concurrency", str(args.concurrency)),
                "plain": start_demo(home, "--concurrency", str(args.concurrency), "--no-coalesce")}

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zoo import apply_overrides, load_recipe  # noqa: E402
-from zoo.sources import resolve_model  # noqa: E402
-from zoo.tasks import get_task, load_split  # noqa: E402
-from zoo.train import train  # noqa: E402
+from zoo.data.sources import resolve_model  # noqa: E402
+from zoo.data.tasks import get_task, load_split  # noqa: E402
+from zoo.training.classifier import train  # noqa: E402
 
 
 def tutorial(recipe, train_raw, eval_raw, out: Path, *, padding: str | bool = False) -> dict:

@@ -7,7 +7,6 @@ out=${1:?usage: scripts/space_bundle.sh OUT_FOLDER}
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 cp spaces/app.py spaces/README.md spaces/requirements.txt "$out.tmp/"
 cp -r zoo "$out.tmp/zoo"
-cp -r model_cards "$out.tmp/model_cards"  # zoo.card's templates (adapters pushed from the Space get cards too)
 find "$out.tmp" -name __pycache__ -type d -prune -exec rm -rf {} +
 rm -rf "$out" && mv "$out.tmp" "$out"
 echo "space bundle: $out ($(find "$out" -type f | wc -l) files); deploy with: hf upload ORG/SPACE $out . --repo-type space"

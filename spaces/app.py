@@ -18,9 +18,9 @@ for folder in (HERE, HERE.parent):  # a Space bundle carries zoo/ beside this fi
         break
 
 import zoo  # noqa: E402
-from zoo.entries import MAX_CHARS  # noqa: E402
-from zoo.space import Catalogue  # noqa: E402
-from zoo.space_app import CONCURRENCY, build_app, launch  # noqa: E402
+from zoo.demo.entries import MAX_CHARS  # noqa: E402
+from zoo.demo.catalogue import Catalogue  # noqa: E402
+from zoo.demo.app import CONCURRENCY, build_app, launch  # noqa: E402
 
 hub = None if os.environ.get("ZOO_HUB") else ("hf" if os.environ.get("SPACE_ID") else None)
 catalogue = Catalogue(hub, max_chars=int(os.environ.get("ZOO_DEMO_MAX_CHARS", MAX_CHARS)), strict=False)

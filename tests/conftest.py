@@ -194,11 +194,11 @@ def space_home(tmp_path_factory, tiny_bert, tiny_llama) -> Path:
     model, two causal entries on tiny_llama (an Alpaca LoRA and a zero-shot SST-2 prompt), and one adapter whose
     weights were damaged after it was published."""
     from tests.test_causal import quick as causal_quick
-    from zoo.local_hub import LocalHub
-    from zoo.recipe import apply_overrides, load_recipe
-    from zoo.tasks import TASKS
+    from zoo.hub.local import LocalHub
+    from zoo import apply_overrides, load_recipe
+    from zoo.data.tasks import TASKS
     from zoo.testing import make_adapter
-    from zoo.train import train
+    from zoo.training.classifier import train
 
     home = tmp_path_factory.mktemp("space-home")
     hub, runs = LocalHub(home / "hub"), home / "runs"
@@ -221,8 +221,8 @@ def space_home(tmp_path_factory, tiny_bert, tiny_llama) -> Path:
 
 @pytest.fixture(scope="module")
 def space_backend(space_home):
-    from zoo.hub import LocalBackend
-    from zoo.local_hub import LocalHub
+    from zoo.hub.backends import LocalBackend
+    from zoo.hub.local import LocalHub
 
     return LocalBackend(LocalHub(space_home / "hub"))
 
@@ -230,6 +230,6 @@ def space_backend(space_home):
 @pytest.fixture(scope="module")
 def space_cat(space_backend):
     """The demo's catalogue of space_home's hub, in this process."""
-    from zoo.space import Catalogue
+    from zoo.demo.catalogue import Catalogue
 
     return Catalogue(space_backend)

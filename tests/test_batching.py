@@ -1,4 +1,4 @@
-"""zoo.batching.Coalescer: concurrent requests share calls, each gets its own results, a bad one fails alone."""
+"""zoo.serve.batching.Coalescer: concurrent requests share calls, each gets its own results, a bad one fails alone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from zoo.batching import Coalescer
+from zoo.serve.batching import Coalescer
 
 
 def run_threads(target, args_list) -> None:

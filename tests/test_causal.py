@@ -12,10 +12,10 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from tests.conftest import CAUSAL_RECIPES, SHARED_DATA
 from zoo import apply_overrides, load_recipe
-from zoo.causal import collator, encode_example, rouge
+from zoo.training.causal_data import collator, encode_example, rouge
 from zoo.errors import BadInput, RecipeError
-from zoo.prompts import PromptFormat, render, verbalize
-from zoo.train import train
+from zoo.config.prompts import PromptFormat, render, verbalize
+from zoo.training.classifier import train
 
 
 class Snapshot(TrainerCallback):
@@ -33,7 +33,7 @@ def quick(base, data, steps=3, extra=()):
 
 
 def quantization_works() -> bool:
-    from zoo.quantization import cpu_4bit_status
+    from zoo.models.quantization import cpu_4bit_status
 
     return torch.cuda.is_available() or cpu_4bit_status()[0]
 
@@ -122,7 +122,7 @@ def _base_for(recipe, tiny_llama, tiny_gpt2):
 
 @pytest.mark.parametrize("path", CAUSAL_RECIPES, ids=[p.stem for p in CAUSAL_RECIPES])
 def test_causal_recipe_trains_a_few_steps(path, tiny_llama, tiny_gpt2, causal_mirror, mnli_mirror, tmp_path):
-    from zoo.loading import load_folder
+    from zoo.serve.loading import load_folder
 
     recipe = load_recipe(path)
     if recipe.quantization is not None and not quantization_works():
@@ -171,7 +171,7 @@ def test_instruction_tuning_lowers_answer_perplexity(tiny_llama, tmp_path):
 
 def test_in_context_entry_publishes_and_loads(tiny_llama, zoo_home, tmp_path):
     import zoo
-    from zoo.local_hub import LocalHub
+    from zoo.hub.local import LocalHub
 
     recipe = apply_overrides(load_recipe("recipes/sst2_3_shot_icl.py"),
                              quick(tiny_llama, SHARED_DATA, extra=["prompt.system=You are an expert film critic."]))
@@ -190,7 +190,7 @@ def test_in_context_entry_publishes_and_loads(tiny_llama, zoo_home, tmp_path):
 
 
 def test_generation_settings_apply(tiny_llama, tmp_path):
-    from zoo.loading import load_folder
+    from zoo.serve.loading import load_folder
 
     recipe = apply_overrides(load_recipe("recipes/alpaca_prompt_tuning.py"), quick(tiny_llama, SHARED_DATA, steps=1))
     model = load_folder(train(recipe, output_dir=tmp_path / "run", progress=False).adapter_dir)
@@ -213,8 +213,8 @@ def test_generation_settings_apply(tiny_llama, tmp_path):
 
 
 def test_k_shot_examples_take_turns_over_labels():
-    from zoo.tasks import get_task, load_split
-    from zoo.train_causal import pick_shots
+    from zoo.data.tasks import get_task, load_split
+    from zoo.training.causal import pick_shots
 
     task = get_task("glue/sst2")
     train_raw = load_split(task, "train", data_dir=SHARED_DATA, max_samples=200, seed=1)
@@ -234,7 +234,7 @@ def test_other_peft_methods_train_on_a_causal_lm(method, tiny_llama, tmp_path):
 
     from peft import IA3Config, PrefixTuningConfig, PromptEncoderConfig
 
-    from zoo.loading import load_folder
+    from zoo.serve.loading import load_folder
 
     config = {"p-tuning": PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=16),
               "prefix-tuning": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),

@@ -1,5 +1,5 @@
 """The Hugging Face Hub backend, with the real huggingface_hub client over HTTP against a loopback
-Hub server (zoo.hub_server) started here. Clients run as subprocesses: HF_ENDPOINT and
+Hub server (zoo.hub.server) started here. Clients run as subprocesses: HF_ENDPOINT and
 HF_HUB_OFFLINE are read when huggingface_hub is imported, and this process imports it offline."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, quick_overrides
-from zoo.hub_server import serve
+from zoo.hub.server import serve
 
 ZOO = str(ROOT / ".venv" / "bin" / "zoo")
 TOKEN = "hf_FAKEtokenZOO1234567890abcdefSECRET"
@@ -68,7 +68,7 @@ def published(server, home, tiny_bert, shared_data):
 
 
 def local_logits(folder, texts=TEXTS):
-    from zoo.loading import load_folder
+    from zoo.serve.loading import load_folder
 
     return load_folder(folder).logits(texts)
 
@@ -260,7 +260,7 @@ def test_demo_catalogue_reads_the_hub_cards_and_answers(published, tiny_bert):
     """The Space's catalogue on the Hub: entries and the results table from the cards alone, answers via zoo.load."""
     got = python(f"""
         import json
-        from zoo.space import Catalogue
+        from zoo.demo.catalogue import Catalogue
         cat = Catalogue("hf")
         entry = cat.get({str(tiny_bert) + "::zoo-tester/sst2-lora"!r})
         print(json.dumps({{"kind": entry.kind, "pair": entry.pair, "title": entry.title, "describe": cat.describe(),

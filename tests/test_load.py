@@ -13,8 +13,8 @@ import zoo
 from tests.conftest import quick_overrides
 from zoo import apply_overrides, load_recipe
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter, ZooError
-from zoo.local_hub import LocalHub
-from zoo.train import train
+from zoo.hub.local import LocalHub
+from zoo.training.classifier import train
 
 SENTENCES = ["a gripping , beautifully acted film", "dull , lifeless and far too long", "it is a movie"]
 
@@ -113,7 +113,7 @@ def test_unknown_name_and_wrong_base(trained, tiny_bert, zoo_home):
 
 
 def test_pickle_only_and_corrupt_adapters_are_refused(trained, tiny_bert, tmp_path, zoo_home):
-    from zoo.loading import load_folder
+    from zoo.serve.loading import load_folder
 
     source = trained["sst2_lora"].adapter_dir
     pickled = tmp_path / "pickled"
@@ -136,7 +136,7 @@ def test_pickle_only_and_corrupt_adapters_are_refused(trained, tiny_bert, tmp_pa
 
 
 def test_label_count_mismatch_is_refused(trained, tmp_path):
-    from zoo.loading import load_folder
+    from zoo.serve.loading import load_folder
 
     folder = tmp_path / "relabelled"
     shutil.copytree(trained["sst2_lora"].adapter_dir, folder)
@@ -160,7 +160,7 @@ def test_push_twice_makes_a_new_revision_and_a_failed_push_shows_nothing(trained
         (dst / "zoo.json").write_text("{}")
         raise OSError("disk full")
 
-    monkeypatch.setattr("zoo.local_hub.shutil.copytree", broken_copy)
+    monkeypatch.setattr("zoo.hub.local.shutil.copytree", broken_copy)
     with pytest.raises(ZooError, match="disk full.*nothing was published"):
         hub.push(trained["sst2_full"].adapter_dir)
     assert [e["name"] for e in hub.list()] == ["sst2-lora"]

@@ -8,14 +8,8 @@ import sys
 import pytest
 import torch
 
-from zoo.quantization import (
-    QuantizationUnavailable,
-    cpu_4bit_status,
-    four_bit_config,
-    is_quantized,
-    load_4bit,
-    quantized_bytes,
-)
+from zoo.errors import QuantizationUnavailable
+from zoo.models.quantization import cpu_4bit_status, four_bit_config, is_quantized, load_4bit, quantized_bytes
 
 bnb = pytest.importorskip("bitsandbytes")
 CAN_4BIT = torch.cuda.is_available() or cpu_4bit_status()[0]
@@ -143,7 +137,7 @@ def test_cpu_probe_reports_a_reason():
 def test_load_4bit_without_cpu_support_says_to_train_lora(tiny_llama, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    import zoo.quantization as quantization
+    import zoo.models.quantization as quantization
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(quantization, "cpu_4bit_status", lambda: (False, "no CPU kernel in this build"))

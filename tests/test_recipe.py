@@ -8,7 +8,7 @@ from peft import LoHaConfig, LoraConfig
 from tests.conftest import RECIPES
 from zoo import Recipe, TrainArgs, apply_overrides, load_recipe
 from zoo.errors import RecipeError, UnknownMethod, UnknownTask
-from zoo.recipe import METHODS, snake_case
+from zoo.config.recipe import METHODS, snake_case
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
@@ -89,7 +89,7 @@ def test_unknown_method_and_task():
 
 
 def test_describe_lists_every_settable_key_with_help():
-    from zoo.recipe import describe
+    from zoo.config.overrides import describe
 
     rows = {key: (value, kind, text) for key, value, kind, text in describe(load_recipe("recipes/sst2_lora.py"))}
     assert rows["train.epochs"] == ("1", "float", "passes over the training set")

@@ -15,9 +15,9 @@ import torch
 
 import zoo
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter
-from zoo.loading import load_folder
-from zoo.local_hub import LocalHub
-from zoo.registry import Zoo
+from zoo.serve.loading import load_folder
+from zoo.hub.local import LocalHub
+from zoo.serve.registry import Zoo
 from zoo.testing import make_adapter
 
 TEXTS = ["a gripping , beautifully acted film", "dull , lifeless and far too long", "it is a movie",
@@ -326,7 +326,7 @@ def test_adapter_with_unserved_feature_is_refused_by_the_registry_but_zoo_load_s
                                                                                           alone, zoo_home):
     from peft import LoraConfig
 
-    from zoo.adapters import UnsupportedAdapter
+    from zoo.errors import UnsupportedAdapter
 
     dora = make_adapter(str(tiny_bert), zoo_home / "dora", name="sst2-dora", labels=["negative", "positive"],
                         method=LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"], use_dora=True))

@@ -126,8 +126,8 @@ def alone(tiny_llama, folders) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def registry(tiny_llama, folders, tmp_path_factory):
-    from zoo.local_hub import LocalHub
-    from zoo.registry import Zoo
+    from zoo.hub.local import LocalHub
+    from zoo.serve.registry import Zoo
 
     z = Zoo(str(tiny_llama), hub=LocalHub(tmp_path_factory.mktemp("causal-hub")))
     for folder in folders.values():
@@ -192,9 +192,9 @@ def test_base_stays_frozen_switching_back_reproduces_and_threads_agree(registry,
 def test_handles_generate_predict_and_refuse_logits(registry, tiny_llama, alone, tmp_path, zoo_home):
     import zoo
     from zoo.errors import BadInput
-    from zoo.local_hub import LocalHub
-    from zoo.prompts import answer, render_inputs
-    from zoo.registry import AdapterHandle, clear_shared
+    from zoo.hub.local import LocalHub
+    from zoo.config.prompts import answer, render_inputs
+    from zoo.serve.registry import AdapterHandle, clear_shared
 
     folder = make_causal_adapter(tiny_llama, tmp_path / "verbalizer", name="sst2-verbalizer", method="lora", seed=7,
                                  labels=["negative", "positive"])
@@ -231,7 +231,7 @@ def test_classification_adapters_share_the_causal_base(registry, tiny_llama, alo
     from peft import LoraConfig
 
     from zoo.errors import BadInput
-    from zoo.loading import load_folder
+    from zoo.serve.loading import load_folder
     from zoo.testing import make_adapter
 
     texts = ["a gripping , beautifully acted film", "dull", "it is a movie that is long"]
@@ -262,7 +262,7 @@ def test_bad_adapters_and_bad_inputs_leave_the_registry_serving(registry, folder
     from safetensors.torch import load_file, save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from zoo.adapters import UnsupportedAdapter
+    from zoo.errors import UnsupportedAdapter
     from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter
 
     names = list(registry.names)
@@ -345,8 +345,8 @@ def test_bad_adapters_and_bad_inputs_leave_the_registry_serving(registry, folder
 
 def test_gpt2_conv1d_base_serves_causal_adapters(tiny_gpt2, tmp_path):
     """GPT-2: Conv1D projections (x @ W + b, W stored (in, out)), absolute positions, no pad token."""
-    from zoo.local_hub import LocalHub
-    from zoo.registry import Zoo
+    from zoo.hub.local import LocalHub
+    from zoo.serve.registry import Zoo
 
     specs = {"g-lora": "lora", "g-ia3": "ia3", "g-prompt-tuning": "prompt-tuning", "g-prefix-tuning": "prefix-tuning",
              "g-last-layers": "last-layers"}

@@ -1,4 +1,4 @@
-"""The demo's engine (zoo.space): the catalogue from the hub, answers equal to zoo.load's, one mixed batch per
+"""The demo's engine (zoo.demo.catalogue): the catalogue from the hub, answers equal to zoo.load's, one mixed batch per
 base, bad adapters and bad inputs failing alone, and the results table from the published cards."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 
 import zoo
 from zoo.errors import BadInput, ZooError
-from zoo.hub import LocalBackend
-from zoo.local_hub import LocalHub
-from zoo.space import Catalogue, EntryFailed, EntryNotFound
+from zoo.hub.backends import LocalBackend
+from zoo.hub.local import LocalHub
+from zoo.demo.catalogue import Catalogue, EntryFailed, EntryNotFound
 
 TEXT = "a gripping , beautifully acted film"
 SECOND = "the film is good"
@@ -73,7 +73,7 @@ def test_every_entry_answers_as_zoo_load_does(space_cat, space_backend):
 
 
 def test_entries_of_one_base_answer_as_one_mixed_batch(space_cat, space_backend, monkeypatch):
-    from zoo.registry import _SHARED, Zoo
+    from zoo.serve.registry import _SHARED, Zoo
 
     calls = []
     original = Zoo.predict
@@ -151,7 +151,7 @@ def test_results_table_comes_from_the_cards(space_cat, space_home):
     assert rows["sst2-full"]["trainable_pct"] == 100.0 and rows["sst2-lora"]["trainable_pct"] < 100
     assert {r["adapter"] for r in space_cat.results("glue/rte")} == {"rte-lora"}
 
-    from zoo.space_app import results_plot
+    from zoo.demo.app import results_plot
 
     fig = results_plot(space_cat.results("glue/sst2"), "sst2")
     points = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
@@ -177,7 +177,7 @@ def test_refresh_picks_up_a_new_revision(tiny_bert, tmp_path):
 def test_strangers_odd_metadata_is_refused_and_the_rest_is_listed(tiny_bert, tmp_path):
     """zoo.json and cards come from strangers: names become folder names, ids and page text."""
     from zoo.errors import UnsafeAdapter
-    from zoo.space import entry_of
+    from zoo.demo.catalogue import entry_of
     from zoo.testing import make_adapter
 
     hub = LocalHub(tmp_path / "hub")
@@ -203,7 +203,7 @@ def test_strangers_odd_metadata_is_refused_and_the_rest_is_listed(tiny_bert, tmp
 
 
 def test_headline_is_the_tasks_official_metric_when_it_has_one():
-    from zoo.card import headline_metric
+    from zoo.artifact.card import headline_metric
 
     assert headline_metric({"accuracy": 0.8, "official": 0.7, "macro_f1": 0.7}) == ("official", 0.7)
     assert headline_metric({"accuracy": 0.8, "macro_f1": 0.79}) == ("accuracy", 0.8)

@@ -19,7 +19,7 @@ import pytest
 import zoo
 from tests.conftest import ROOT
 from tests.test_space import BROKEN, SECOND, TEXT, item_for, reference
-from zoo.local_hub import LocalHub
+from zoo.hub.local import LocalHub
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("ZOO_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
@@ -103,7 +103,7 @@ def test_try_returns_what_zoo_load_predicts(demo, space_cat, space_backend):
             want_text = model.generate([item_for(entry)], max_new_tokens=24)[0]
             assert text == raw["text"] == want_text, entry.name
             if entry.kind == "verbalize":
-                from zoo.prompts import answer
+                from zoo.config.prompts import answer
 
                 assert raw["label"] == answer(model.meta, want_text)["label"]
 
@@ -290,7 +290,7 @@ def test_space_folder_is_a_space_and_its_bundle_runs_on_its_own(space_home, spac
 
     out = tmp_path / "space"
     subprocess.run(["bash", str(ROOT / "scripts" / "space_bundle.sh"), str(out)], check=True, capture_output=True)
-    assert {"app.py", "README.md", "requirements.txt", "zoo", "model_cards"} <= {p.name for p in out.iterdir()}
+    assert {"app.py", "README.md", "requirements.txt", "zoo"} <= {p.name for p in out.iterdir()}
     port = free_port()
     env = dict(os.environ, ZOO_HOME=str(space_home), ZOO_HUB="local", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
                GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), ZOO_DEMO_MAX_CHARS="50")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from zoo.errors import DataNotFound, EmptyDataset
-from zoo.metrics import classification_metrics, majority_baseline
-from zoo.tasks import TASKS, get_task, load_split
+from zoo.data.metrics import classification_metrics, majority_baseline
+from zoo.data.tasks import TASKS, get_task, load_split
 
 
 def test_sst2_from_the_mirror(shared_data):

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import ZooError
+from zoo.errors import ZooError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, publish, find and evaluate parameter-efficient adapters.")
@@ -34,11 +34,12 @@ def train(
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
     """Train one adapter from a recipe, evaluate it on validation, and optionally publish it."""
-    from .recipe import apply_overrides, load_recipe
+    from zoo.config.overrides import apply_overrides
+    from zoo.config.recipe import load_recipe
 
     try:
         r = apply_overrides(load_recipe(recipe), list(set_) + ([f"data_dir={data_dir}"] if data_dir else []))
-        from .train import train as run
+        from zoo.training import train as run
 
         typer.echo(f"training {r.name}: {r.method_name} on {r.base_model}, task {r.task}", err=True)
         result = run(r, output_dir=output_dir, resume=resume, progress=progress)
@@ -68,7 +69,7 @@ def train(
 
 
 def _publish(folder: Path, hub: Optional[str], repo_id: Optional[str], private: bool) -> None:
-    from .hub import get_hub
+    from zoo.hub.backends import get_hub
 
     if hub is None and (repo_id or private):
         hub = "hf"  # a repo id or --private only make sense on the Hugging Face Hub
@@ -86,7 +87,8 @@ def recipe(
     set_: List[str] = typer.Option([], "--set", help="show the recipe with these overrides applied"),
 ):
     """Show every key of a recipe that --set can change, with its value, type and help."""
-    from .recipe import apply_overrides, describe, load_recipe
+    from zoo.config.overrides import apply_overrides, describe
+    from zoo.config.recipe import load_recipe
 
     try:
         r = apply_overrides(load_recipe(path), list(set_))
@@ -114,8 +116,8 @@ def push(
 @app.command()
 def pull(repo: str = typer.Argument(..., help="Hub repo ORG/NAME, optionally @REVISION")):
     """Download an adapter from the Hugging Face Hub into the local cache; prints its folder."""
-    from .hub import HFHub, parse_repo
-    from .local_hub import read_meta
+    from zoo.artifact.record import read_meta
+    from zoo.hub.backends import HFHub, parse_repo
 
     try:
         parsed = parse_repo(repo)
@@ -129,7 +131,6 @@ def pull(repo: str = typer.Argument(..., help="Hub repo ORG/NAME, optionally @RE
         _fail(e)
 
 
-
 @app.command("list")
 def list_(
     base: Optional[str] = typer.Option(None, help="only adapters for this base model"),
@@ -138,7 +139,7 @@ def list_(
     hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
 ):
     """List published adapters, filtered by base model, task and method."""
-    from .hub import get_hub
+    from zoo.hub.backends import get_hub
 
     try:
         backend = get_hub(hub)
@@ -149,7 +150,7 @@ def list_(
     if not rows:
         typer.echo("no adapters published yet; run `zoo train RECIPE --push`")
         return
-    from .card import headline_metric
+    from zoo.artifact.card import headline_metric
 
     typer.echo(f"{'name':28} {'method':14} {'task':28} {'headline metric':>22} {'trainable':>12}  base / where")
     for r in rows:
@@ -173,7 +174,8 @@ def eval_(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ):
     """Evaluate a published adapter on a split of its task's data."""
-    from .loading import evaluate, load, load_folder
+    from zoo.serve.loading import load, load_folder
+    from zoo.training.evaluate import evaluate
 
     try:
         if Path(adapter).is_dir():
@@ -200,8 +202,8 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="end with one JSON line: a list of predictions"),
 ):
     """Predict with one or more adapters on their shared base (one mixed batch for all of them)."""
-    from .loading import load
-    from .registry import AdapterHandle
+    from zoo.serve.loading import load
+    from zoo.serve.registry import AdapterHandle
 
     try:
         handles = [load(base, adapter=a) for a in adapter]
@@ -258,7 +260,7 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="end with one JSON line: the generated texts"),
 ):
     """Generate with a causal adapter (instruction tuning, summarization, in-context prompts)."""
-    from .loading import load
+    from zoo.serve.loading import load
 
     settings = {k: v for k, v in dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample,
                                       temperature=temperature, top_p=top_p, top_k=top_k).items() if v is not None}
@@ -286,7 +288,7 @@ def demo(
 ):
     """Launch the demo Space locally: try every published adapter, all tasks at once, compare methods, results."""
     try:
-        from .space import Catalogue
+        from zoo.demo.catalogue import Catalogue
 
         if max_chars < 1 or concurrency < 1:
             raise ZooError("--max-chars and --concurrency must be at least 1")
@@ -295,7 +297,7 @@ def demo(
         _fail(e)
     except ImportError as e:
         _fail(ZooError(f"the demo needs gradio ({e}); install it with: pip install 'adapter-zoo[space]'"))
-    from .space_app import build_app, launch
+    from zoo.demo.app import build_app, launch
 
     typer.echo(f"demo: {len(catalogue.entries)} entries on {catalogue.describe()}", err=True)
     try:
@@ -320,7 +322,7 @@ def hub_serve(
     it the server is read-only."""
     import os
 
-    from .hub_server import serve
+    from zoo.hub.server import serve
 
     token = os.environ.get("ZOO_HUB_TOKEN")
     try:

@@ -13,16 +13,22 @@ from pathlib import Path
 
 import torch
 
-from .methods import load_base_classifier, prepare_for_training, save_trained
-from .recipe import METHODS, method_name
-from .sources import resolve_model
+from zoo.config.recipe import METHODS, LastLayers, method_name
+from zoo.data.sources import resolve_model
+from zoo.methods import prepare_for_training, save_trained
+from zoo.models.classifier import load_base_classifier
 
 
 def default_method(kind: str, **options):
     """A method config of the given zoo method name, with small defaults."""
-    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+    from peft import (
+        IA3Config,
+        LoraConfig,
+        PrefixTuningConfig,
+        PromptEncoderConfig,
+        PromptTuningConfig,
+    )
 
-    from .recipe import LastLayers
 
     defaults = {
         "lora": lambda: LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=["query", "key", "value", "dense"]),

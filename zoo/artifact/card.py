@@ -1,0 +1,117 @@
+"""Model cards: rendered from the Jinja templates in zoo/artifact/templates/ out of an adapter's zoo.json.
+
+The YAML front matter follows the Hub's model card metadata (base_model, library_name,
+pipeline_tag, datasets, tags, model-index) so the Hub renders the evaluation results.
+
+Example:
+    >>> from zoo.artifact.card import render_card
+    >>> text = render_card(json.load(open("runs/sst2-lora/adapter/zoo.json")))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+
+from zoo.artifact.record import is_causal
+from zoo.data.tasks import TASKS
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: installed with the wheel
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss",
+                "perplexity": "Answer perplexity", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
+                "no_answer_rate": "No-answer rate"}
+CARD_EFFICIENCY = ("trainable_params", "total_params", "train_seconds", "adapter_bytes")
+PIPELINES = {"text-classification": "Text Classification", "text-generation": "Text Generation",
+             "summarization": "Summarization"}
+
+
+def headline_metric(validation: dict) -> tuple[str, float] | None:
+    """The one figure a catalogue shows per entry: the task's official metric (TweetEval's macro-F1...),
+    else accuracy, else ROUGE-L, else answer perplexity."""
+    for key, name in (("official", "official"), ("accuracy", "accuracy"), ("rougeL", "ROUGE-L"),
+                      ("perplexity", "perplexity")):
+        if isinstance(validation.get(key), (int, float)):
+            return name, float(validation[key])
+    return None
+
+
+def card_metadata(meta: dict) -> dict:
+    """The card's YAML front matter as a dict."""
+    recipe = meta["recipe"]
+    validation = meta["metrics"]["validation"]
+
+    task = TASKS.get(meta["task"])
+    hub_dataset = task.hub_dataset if task else None
+    pipeline = task.pipeline_tag if task else "text-classification"
+    if is_causal(meta) and pipeline == "text-classification":
+        pipeline = "text-generation"  # labels read from generated words (verbalizer)
+    metrics = [
+        {"type": key, "value": round(float(validation[key]), 4), "name": f"{METRIC_NAMES[key]} (validation)"}
+        for key in ("accuracy", "macro_f1", "official", "no_answer_rate", "rouge1", "rouge2", "rougeL", "perplexity")
+        if key in validation
+    ]
+    return {
+        "base_model": meta["base_model"],
+        "library_name": "transformers" if meta["method"] in ("full", "icl") else "peft",
+        "pipeline_tag": pipeline,
+        "license": "apache-2.0",
+        "datasets": [hub_dataset] if hub_dataset else [],
+        "tags": ["adapter-zoo", meta["task"].replace("/", "-"), meta["method"]],
+        "model-index": [{
+            "name": meta["name"],
+            "results": [{
+                "task": {"type": pipeline, "name": PIPELINES[pipeline]},
+                "dataset": {"name": meta["task"], "type": hub_dataset or meta["task"],
+                            "config": task.hub_config if task else meta["task"].split("/")[-1],
+                            "split": "validation"},
+                "metrics": metrics,
+            }],
+        }],
+        # what a catalogue needs without downloading the adapter (zoo list, the demo's results table)
+        "zoo": {"name": meta["name"], "task": meta["task"], "method": meta["method"],
+                "task_type": meta.get("task_type", "SEQ_CLS"), "labels": list(meta["labels"]),
+                **{k: meta["efficiency"][k] for k in CARD_EFFICIENCY if k in meta["efficiency"]},
+                "seed": recipe["seed"]},
+    }
+
+
+def render_card(meta: dict, template: str | None = None) -> str:
+    if template is None:
+        template = "causal_card.md.j2" if is_causal(meta) else "adapter_card.md.j2"
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["thousands"] = lambda n: f"{int(n):,}"
+    env.filters["pct"] = lambda x: f"{100 * float(x):.2f}"
+    env.filters["mib"] = lambda b: f"{int(b) / 2**20:.1f} MiB"
+    env.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
+
+    front = card_yaml(card_metadata(meta)).strip()
+    return env.get_template(template).render(front_matter=front, m=meta, r=meta["recipe"])
+
+
+def card_yaml(metadata: dict) -> str:
+    """A card's YAML front matter written by huggingface_hub's own ``ModelCardData`` and ``EvalResult``
+    (so the Hub, ``ModelCard.load`` and ``model_info().card_data.eval_results`` read back what we wrote).
+
+    ``metadata`` is the dict of ``zoo.artifact.card.card_metadata``; its ``model-index`` becomes eval results."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    data = dict(metadata)
+    index = data.pop("model-index", None) or []
+    results = []
+    for entry in index:
+        for result in entry.get("results", []):
+            task, dataset = result.get("task", {}), result.get("dataset", {})
+            for metric in result.get("metrics", []):
+                results.append(EvalResult(
+                    task_type=task["type"], task_name=task.get("name"), dataset_type=dataset["type"],
+                    dataset_name=dataset["name"], dataset_config=dataset.get("config"),
+                    dataset_split=dataset.get("split"), metric_type=metric["type"], metric_value=metric["value"],
+                    metric_name=metric.get("name"),
+                ))
+    card = ModelCardData(model_name=index[0]["name"] if index else None, eval_results=results or None, **data)
+    return card.to_yaml()

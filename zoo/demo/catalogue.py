@@ -1,0 +1,287 @@
+"""The demo's engine: the published catalogue, and one input answered by one or many of its entries.
+
+The Gradio app (``zoo.demo.app``, ``spaces/app.py``, ``zoo demo``) only lays this out on a page, so
+everything it shows is computed (and tested) here. Models load on first use: every adapter the
+registry serves sits on the one shared frozen base of its base model (``zoo.serve.registry.shared``), and
+a fully fine-tuned model, a whole model of its own, is loaded once. Many entries asked at once are
+answered as one mixed batch per base.
+
+    >>> from zoo.demo.catalogue import Catalogue
+    >>> cat = Catalogue(hub="local")                                                     # doctest: +SKIP
+    >>> cat.answer("sentence-transformers/all-MiniLM-L6-v2::sst2-lora", "a gripping film")["label"]   # doctest: +SKIP
+    'positive'
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Optional
+
+from zoo.config.prompts import answer, render_inputs
+from zoo.demo.entries import MAX_CHARS, MAX_NEW_TOKENS, Entry, check_text, entry_of
+from zoo.errors import BadInput, EntryFailed, EntryNotFound, UnsafeAdapter, ZooError
+from zoo.hub.backends import get_hub
+from zoo.serve.batching import Coalescer
+from zoo.serve.loading import load
+from zoo.serve.registry import AdapterHandle, shared_registries
+
+log = logging.getLogger("zoo.demo.catalogue")
+
+class Catalogue:
+    """The entries published on a hub, and their models, loaded on first use and kept.
+
+    ``hub``: "local", "hf" or a backend of ``zoo.hub`` (default: the Hub when a token is configured).
+    """
+
+    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS, strict: bool = True, coalesce: bool = True):
+
+        self.backend = hub if hasattr(hub, "list") else get_hub(hub)
+        self.max_chars = max_chars
+        # concurrent requests to classifiers of one base run as one mixed batch (zoo.serve.batching); bench/space.py measures it
+        self.coalesce = coalesce
+        self.problem: Optional[str] = None  # why the last listing failed (strict=False keeps serving what it had)
+        self.skipped: list[str] = []  # listed entries left out, and why (unsafe names, unknown methods)
+        self._lock = threading.Lock()
+        self._models: dict[tuple[str, str], object] = {}  # (entry id, revision) -> loaded model
+        self._gates: dict[str, threading.Lock] = {}  # one load at a time per entry
+        self._serial: dict[str, threading.Lock] = {}  # a whole model runs one request at a time (its tokenizer has state)
+        self._batchers: dict[int, Coalescer] = {}  # per shared base: concurrent requests coalesced
+        self.entries: dict[str, Entry] = {}
+        self.refresh(strict=strict)
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    def refresh(self, *, strict: bool = True) -> list[Entry]:
+        """List the hub again: new pushes appear, a new revision is loaded on its next request.
+
+        ``strict=False``: a hub that cannot be listed leaves the entries as they were and sets ``problem``."""
+        try:
+            rows = self.backend.list()
+        except ZooError as e:
+            self.problem = f"the catalogue could not be listed: {e}"
+            if strict:
+                raise
+            log.warning(self.problem)
+            return list(self.entries.values())
+        found, self.skipped = [], []
+        for row in rows:
+            try:
+                found.append(entry_of(row))
+            except (UnsafeAdapter, KeyError, TypeError) as e:  # one stranger's odd card must not hide the rest
+                self.skipped.append(str(e) if isinstance(e, UnsafeAdapter) else f"malformed listing row ({e!r})")
+                log.warning("catalogue: skipped %s", self.skipped[-1])
+        found.sort(key=lambda e: (e.task, e.base, e.method, e.name))
+        with self._lock:
+            self.entries = {e.id: e for e in found}
+            self.problem = None
+        return found
+
+    # ------------------------------------------------------------------ lookup
+    def get(self, entry_id: str) -> Entry:
+        """An entry by id (``<base>::<adapter>``), or by adapter name when only one base has it."""
+        if not isinstance(entry_id, str) or not entry_id.strip():
+            raise EntryNotFound("choose an adapter from the catalogue first")
+        entries = self.entries
+        if entry_id in entries:
+            return entries[entry_id]
+        named = [e for e in entries.values() if entry_id in (e.key, e.name)]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise EntryNotFound(f"{entry_id!r} is published for several bases; use one of: {', '.join(e.id for e in named)}")
+        raise EntryNotFound(f"no entry {entry_id[:200]!r} in the catalogue of {self.describe()} "
+                            f"({len(entries)} entries); reload the catalogue if it was just published")
+
+    def tasks(self) -> list[str]:
+        """Tasks, the one with most entries first (the "compare methods" default)."""
+        counts: dict[str, int] = {}
+        for e in self.entries.values():
+            counts[e.task] = counts.get(e.task, 0) + 1
+        return sorted(counts, key=lambda t: (-counts[t], t))
+
+    def bases(self) -> list[str]:
+        """Bases, the one with most labelled entries first (the "all tasks at once" default)."""
+        counts: dict[str, int] = {}
+        for e in self.entries.values():
+            counts[e.base] = counts.get(e.base, 0) + (1 if e.labelled else 0)
+        return sorted(counts, key=lambda b: (-counts[b], b))
+
+    # ------------------------------------------------------------------ models
+    def model(self, entry: Entry):
+        """The loaded model of ``entry``: a handle on its base's shared registry, or a whole model."""
+        key = (entry.id, entry.revision)
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            gate = self._gates.setdefault(entry.id, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+
+            try:
+                model = load(entry.base, adapter=entry.key, hub=self.backend)
+            except ZooError as e:
+                raise EntryFailed(f"{entry.name} could not be loaded: {e}") from None
+            except Exception as e:  # a stranger's adapter may break in ways nobody listed; keep serving the rest
+                log.exception("loading %s failed", entry.id)
+                raise EntryFailed(f"{entry.name} could not be loaded ({type(e).__name__}: {str(e)[:300]})") from None
+            with self._lock:
+                self._models = {k: v for k, v in self._models.items() if k[0] != entry.id}  # an older revision goes
+                self._models[key] = model
+            return model
+
+    def loaded(self) -> dict:
+        """What is in memory: each shared base with its resident adapters, and the whole models."""
+
+        registries = shared_registries()
+        with self._lock:
+            models = dict(self._models)
+        bases: dict[str, list] = {}
+        for z in registries:
+            bases.setdefault(z.base, []).append(sorted(z.resident))
+        whole = sorted(k[0] for k, m in models.items() if not isinstance(m, AdapterHandle))
+        return {"shared_bases": {b: {"copies_in_memory": len(v), "adapters": v[0]} for b, v in bases.items()},
+                "whole_models": whole}
+
+    # ------------------------------------------------------------------ answering
+    @staticmethod
+    def item(entry: Entry, first: str, second: str):
+        """The model input for ``entry`` from the form's two text fields (already checked by ``check_text``)."""
+        if entry.pair and not second:
+            raise BadInput(f"{entry.name} is a sentence-pair task: fill in the second text (the hypothesis) too")
+        if entry.pair:
+            return (first, second)
+        if len(entry.fields) > 1 and entry.causal:  # an instruction and its optional input
+            return {entry.fields[0]: first, entry.fields[1]: second}
+        return first
+
+    def _settings(self, max_new_tokens) -> dict:
+        if max_new_tokens in (None, ""):
+            return {}
+        if isinstance(max_new_tokens, float) and max_new_tokens.is_integer():
+            max_new_tokens = int(max_new_tokens)
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            raise BadInput(f"max new tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens!r}")
+        return {"max_new_tokens": max_new_tokens}
+
+    def answer(self, entry_id: str, text, second="", *, max_new_tokens=None) -> dict:
+        """One input through one entry: ``{"label", "score", "scores"}`` or ``{"label", "text"}`` or ``{"text"}``,
+        plus ``latency_ms`` and the entry's identity. Raises a ZooError with a message for the user."""
+        entry = self.get(entry_id)
+        return self.answer_many([entry.id], text, second, max_new_tokens=max_new_tokens, strict=True)[0]
+
+    def answer_many(self, entry_ids, text, second="", *, max_new_tokens=None, strict: bool = False) -> list[dict]:
+        """One input through many entries: the registry's entries of one base as one mixed batch, per base.
+
+        A row per entry, in order; an entry that cannot answer (fails to load, needs a second text)
+        gets ``{"error": message}`` and the others still answer. ``strict``: raise that error instead."""
+        settings = self._settings(max_new_tokens)
+        text = check_text(text, "the text", max_chars=self.max_chars)
+        second = check_text(second, "the second text", max_chars=self.max_chars, required=False)
+        entries = [self.get(i) for i in entry_ids]
+        rows: list[dict] = [{"entry": e.id, "adapter": e.name, "task": e.task, "method": e.method, "base": e.base}
+                            for e in entries]
+        todo: dict[tuple, list[tuple[int, object, object]]] = {}  # (group) -> [(row, model, input)]
+        for i, e in enumerate(entries):
+            try:
+                item = self.item(e, text, second)
+                model = self.model(e)
+            except ZooError as err:
+                if strict:
+                    raise
+                rows[i]["error"] = str(err)
+                continue
+            zoo = getattr(model, "zoo", None)
+            group = ("shared", id(zoo), e.causal) if zoo is not None else ("whole", e.id, e.causal)
+            todo.setdefault(group, []).append((i, model, item))
+        for group, members in todo.items():
+            start = time.perf_counter()
+            batch = len(members)
+            try:
+                outputs, batch = self._run_group(group, members, settings)
+            except ZooError as err:
+                if strict:
+                    raise EntryFailed(str(err)) from None
+                outputs = [{"error": str(err)}] * len(members)
+            except Exception as err:  # never a stack trace to the page; the log has it
+                log.exception("answering with %s failed", [rows[i]["entry"] for i, _, _ in members])
+                message = f"failed ({type(err).__name__}: {str(err)[:300]})"
+                if strict:
+                    raise EntryFailed(message) from None
+                outputs = [{"error": message}] * len(members)
+            ms = round(1000 * (time.perf_counter() - start), 1)
+            for (i, _, _), out in zip(members, outputs):
+                rows[i].update(out, latency_ms=ms, batch=batch)
+        return rows
+
+    def _run_group(self, group: tuple, members: list, settings: dict) -> tuple[list[dict], int]:
+        """The members' outputs, and how many rows the call that computed them held."""
+        kind, _, causal = group
+        models = [m for _, m, _ in members]
+        items = [x for _, _, x in members]
+        if kind == "whole":  # a fully fine-tuned model: its own weights, one request at a time
+            model = models[0]
+            with self._lock:
+                serial = self._serial.setdefault(group[1], threading.Lock())
+            with serial:
+                if not causal:
+                    return [_classified(p) for p in model.predict(items)], len(items)
+                texts = model.generate(items, **settings)
+            return [_generated(model.meta, t) for t in texts], len(items)
+        zoo = models[0].zoo
+        names = [m.name for m in models]
+        if not causal and self.coalesce:  # one forward pass for these rows and other users' rows of the moment
+            return self._coalescer(zoo).submit(list(zip(names, items)))
+        if not causal:
+            return [_classified(p) for p in zoo.predict(items, adapters=names)], len(items)
+        prompts = [render_inputs(m.meta, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
+        texts = zoo.generate(prompts, adapters=names, **settings)
+        return [_generated(m.meta, t) for m, t in zip(models, texts)], len(prompts)
+
+    def _coalescer(self, zoo) -> Coalescer:
+        """The batcher of one shared base: concurrent requests to any of its classifiers become one mixed batch."""
+        with self._lock:
+            batcher = self._batchers.get(id(zoo))
+            if batcher is None:
+                def run(rows, zoo=zoo):
+                    return [_classified(p) for p in zoo.predict([x for _, x in rows], adapters=[n for n, _ in rows])]
+
+                batcher = self._batchers[id(zoo)] = Coalescer(run)
+            return batcher
+
+    # ------------------------------------------------------------------ results
+    def results(self, task: Optional[str] = None) -> list[dict]:
+        """The comparison table from the published cards: one row per entry (of ``task``, or all)."""
+        out = []
+        for e in self.entries.values():
+            if task and e.task != task:
+                continue
+            eff = e.efficiency
+            head = e.headline
+            params, total = eff.get("trainable_params"), eff.get("total_params")
+            out.append({
+                "task": e.task, "adapter": e.name, "method": e.method_name, "base": e.base,
+                "metric": head[0] if head else None, "value": round(head[1], 4) if head else None,
+                "trainable_params": params,
+                "trainable_pct": round(100 * params / total, 3) if isinstance(params, int) and total else None,
+                "train_seconds": eff.get("train_seconds"),
+                "adapter_mib": round(eff["adapter_bytes"] / 2**20, 3) if isinstance(eff.get("adapter_bytes"), int) else None,
+                "entry": e.id,
+            })
+        return out
+
+
+def _classified(p: dict) -> dict:
+    return {"label": p["label"], "score": p["score"], "scores": p["scores"]}
+
+
+def _generated(meta: dict, text: str) -> dict:
+    """A causal entry's generation, read as a label when the entry has labels (``zoo.config.prompts.answer``)."""
+    if meta.get("labels"):
+        read = answer(meta, text)
+        return {"label": read["label"], "text": text, "no_answer": read["no_answer"]}
+    return {"text": text}

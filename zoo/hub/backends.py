@@ -1,0 +1,227 @@
+"""Publishing and discovery: the Hugging Face Hub and the local hub behind one interface.
+
+The only module that imports ``huggingface_hub``. Which backend is used:
+
+- ``--hub hf`` / ``get_hub("hf")``, or a configured token (``HF_TOKEN`` or ``huggingface-cli login``):
+  the Hugging Face Hub at ``HF_ENDPOINT`` (https://huggingface.co by default);
+- otherwise, or with ``--hub local``: the local hub under ``$ZOO_HOME`` (``zoo.hub.local``).
+
+Every push is one commit (``upload_folder``): a push that fails half-way publishes nothing, and
+pushing again makes a new revision. The token is handed to ``huggingface_hub`` and never printed,
+logged or written; messages that come back from the server are scrubbed of it all the same.
+
+    >>> from zoo.hub.backends import get_hub
+    >>> hub = get_hub()                       # doctest: +SKIP
+    >>> hub.push("runs/sst2-lora/adapter")    # doctest: +SKIP
+    >>> hub.list(base="sentence-transformers/all-MiniLM-L6-v2", method="lora")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.artifact.card import CARD_EFFICIENCY
+from zoo.artifact.record import PICKLE_SUFFIXES, check_safe_folder, read_meta
+from zoo.data.sources import hub_endpoint, hub_reachable
+from zoo.errors import AdapterBaseMismatch, AdapterNotFound, HubError, ZooError
+from zoo.hub.local import LocalHub
+
+CAUSAL_PIPELINES = ("text-generation", "summarization")  # cards written before the zoo block named the task type
+REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?$")
+
+
+def _transport_errors() -> tuple:
+    """What huggingface_hub lets through when a request fails: its HTTP errors, OS errors and the
+    transport errors of its HTTP client (httpx2 in huggingface_hub 2.x, httpx before)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list = [HfHubHTTPError, OSError, ValueError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    name: str
+    base_model: str
+    revision: str
+    location: str  # a folder (local hub) or the repo URL (Hugging Face Hub)
+    backend: str
+
+
+def token_configured() -> bool:
+    from huggingface_hub import get_token
+
+    return get_token() is not None
+
+
+def choose(kind: str | None = None) -> str:
+    """``hf`` or ``local``: the explicit choice, else $ZOO_HUB, else ``hf`` when a token is configured."""
+    kind = kind or os.environ.get("ZOO_HUB") or ("hf" if token_configured() else "local")
+    if kind not in ("hf", "local"):
+        raise ZooError(f"unknown hub {kind!r}: use 'hf' (the Hugging Face Hub) or 'local' (the local hub)")
+    return kind
+
+
+def get_hub(kind: str | None = None):
+    """The backend for ``kind`` (see module docstring)."""
+    return HFHub() if choose(kind) == "hf" else LocalBackend()
+
+
+def parse_repo(ref: str) -> tuple[str, str | None] | None:
+    """``ORG/NAME[@REV]`` -> (repo id, revision); None if ``ref`` is not a repo id."""
+    match = REPO_RE.match(ref)
+    return (match["repo"], match["rev"]) if match else None
+
+
+class LocalBackend:
+    """The local hub with the Hub backend's interface."""
+
+    kind = "local"
+
+    def __init__(self, hub: LocalHub | None = None):
+        self.hub = hub or LocalHub()
+
+    def describe(self) -> str:
+        return f"the local hub ({self.hub.root})"
+
+    def push(self, folder, *, repo_id: str | None = None, private: bool = False) -> Pushed:
+        p = self.hub.push(folder)
+        return Pushed(p.name, p.base_model, p.revision, str(p.path), self.kind)
+
+    def find(self, base: str, name: str) -> Path:
+        return self.hub.find(base, name)
+
+    def list(self, **filters) -> list[dict]:
+        return self.hub.list(**filters)
+
+
+class HFHub:
+    """The Hugging Face Hub (or any server speaking its API at ``HF_ENDPOINT``, e.g. ``zoo hub serve``)."""
+
+    kind = "hf"
+
+    def __init__(self, endpoint: str | None = None, token: str | None = None):
+        from huggingface_hub import HfApi, get_token
+
+        self.endpoint = (endpoint or hub_endpoint()).rstrip("/")
+        self._token = token or get_token()
+        self.api = HfApi(endpoint=self.endpoint, token=self._token)
+
+    def describe(self) -> str:
+        return f"the Hugging Face Hub at {self.endpoint}"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    def _fail(self, action: str, error: Exception, hint: str = "") -> HubError:
+        reason = self._scrub(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+        return HubError(f"{action} on {self.describe()} failed: {reason}{hint}")
+
+    def _check_reachable(self, action: str) -> None:
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            raise HubError(f"cannot {action}: HF_HUB_OFFLINE is set. Unset it, or use --hub local for the local hub")
+        if not hub_reachable():
+            raise HubError(
+                f"cannot {action}: {self.describe()} cannot be reached"
+                + (" (chosen because a Hugging Face token is configured)" if self._token else "")
+                + "; use --hub local (or ZOO_HUB=local) for the local hub"
+            )
+
+    # ------------------------------------------------------------------ publish
+    def push(self, folder, *, repo_id: str | None = None, private: bool = False) -> Pushed:
+        """One commit holding the whole adapter folder; returns the new revision (commit sha)."""
+        folder = Path(folder)
+        meta = read_meta(folder)
+        check_safe_folder(folder, meta["weights"])
+        self._check_reachable("push")
+        if not self._token:
+            raise HubError("pushing to the Hugging Face Hub needs a token: set HF_TOKEN or run `hf auth login`")
+        try:
+            if repo_id is None:
+                repo_id = f"{self.api.whoami()['name']}/{meta['name']}"
+            self.api.create_repo(repo_id, private=private, exist_ok=True)
+            commit = self.api.upload_folder(
+                folder_path=str(folder), repo_id=repo_id,
+                commit_message=f"adapter-zoo: {meta['name']} ({meta['method']} on {meta['base_model']})",
+                ignore_patterns=[f"*{s}" for s in PICKLE_SUFFIXES] + [".*"],
+            )
+        except _transport_errors() as e:
+            raise self._fail(f"pushing {meta['name']} to {repo_id or 'a new repo'}", e,
+                             "; nothing was published (a push is one commit); run the push again") from None
+        return Pushed(meta["name"], meta["base_model"], commit.oid, f"{self.endpoint}/{repo_id}", self.kind)
+
+    # ------------------------------------------------------------------ discover
+    def list(self, *, base: str | None = None, task: str | None = None, method: str | None = None) -> list[dict]:
+        """Adapter-zoo adapters on the Hub, filtered by base model, task and method (from their cards)."""
+        self._check_reachable("list adapters")
+        tags = ["adapter-zoo"] + ([f"base_model:{base}"] if base else []) + ([method] if method else [])
+        try:
+            models = list(self.api.list_models(filter=tags, cardData=True, limit=1000))
+        except _transport_errors() as e:
+            raise self._fail("listing adapters", e) from None
+        out = []
+        for m in models:
+            card = (m.card_data.to_dict() if m.card_data else {}) or {}
+            zoo = card.get("zoo") or {}
+            if not zoo.get("name") or (task and zoo.get("task") != task) or (method and zoo.get("method") != method):
+                continue
+            bases = card.get("base_model")
+            metrics = {}
+            for result in card.get("model-index", [{}])[0].get("results", []) if card.get("model-index") else []:
+                for metric in result.get("metrics", []):
+                    metrics[metric.get("type")] = metric.get("value")
+            out.append({
+                "name": zoo["name"], "repo_id": m.id, "base_model": bases[0] if isinstance(bases, list) else bases,
+                "task": zoo.get("task"), "method": zoo.get("method"), "revision": m.sha,
+                "task_type": zoo.get("task_type") or ("CAUSAL_LM" if card.get("pipeline_tag") in CAUSAL_PIPELINES else "SEQ_CLS"),
+                "labels": zoo.get("labels"), "metrics": {"validation": metrics},
+                "efficiency": {k: zoo[k] for k in CARD_EFFICIENCY if k in zoo},
+                "private": bool(m.private),
+            })
+        return out
+
+    def find(self, base: str, name: str) -> Path:
+        """A short name (``sst2-lora``) through the index, or ``ORG/NAME[@REV]``: the downloaded folder."""
+        parsed = parse_repo(name)
+        if parsed:
+            folder = self.pull(*parsed)
+        else:
+            matches = [e for e in self.list(base=base) if e["name"] == name]
+            if not matches:
+                raise AdapterNotFound(f"no adapter-zoo adapter {name!r} for base {base!r} on {self.describe()}")
+            if len(matches) > 1:
+                repos = ", ".join(e["repo_id"] for e in matches)
+                raise AdapterNotFound(f"{len(matches)} adapters are named {name!r} for {base!r} ({repos}); "
+                                      "load one by its repo id")
+            folder = self.pull(matches[0]["repo_id"], matches[0]["revision"])
+        meta = read_meta(folder)
+        if meta["base_model"] != base:
+            raise AdapterBaseMismatch(f"adapter {name!r} was trained on {meta['base_model']!r}, not {base!r}")
+        return folder
+
+    def pull(self, repo_id: str, revision: str | None = None) -> Path:
+        """Download an adapter repo into the Hugging Face cache (or find it there when offline)."""
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        patterns = ["*.json", "*.safetensors", "*.md", "*.png"]  # never a pickle
+        offline = not hub_reachable()
+        try:
+            path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline,
+                                     endpoint=self.endpoint, token=self._token)
+        except LocalEntryNotFoundError:
+            raise HubError(f"{repo_id} is not in the local cache and {self.describe()} cannot be reached; "
+                           "connect once to download it") from None
+        except _transport_errors() as e:
+            raise self._fail(f"downloading {repo_id}", e) from None
+        folder = Path(path)
+        read_meta(folder)  # an adapter-zoo adapter, not some other repo
+        return folder

@@ -1,0 +1,45 @@
+"""Loading a base model with a fresh classification head for a label set (4-bit for QLoRA)."""
+
+from __future__ import annotations
+
+from zoo.data.sources import ResolvedModel
+from zoo.models.quantization import load_4bit
+
+
+def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=None, quantization=None):
+    """The base model with a fresh classification head for ``labels``; its tokenizer with a pad token.
+
+    ``quantization`` (a BitsAndBytesConfig): the base in 4-bit for QLoRA, the head in full precision."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=base.local_files_only)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its "classifier newly initialized" report is expected: the head is ours
+    try:
+        if quantization is not None:
+            from functools import partial
+
+
+            load = partial(load_4bit, AutoModelForSequenceClassification, quantization=quantization)
+        else:
+            load = AutoModelForSequenceClassification.from_pretrained
+        model = load(
+            base.path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            local_files_only=base.local_files_only,
+            ignore_mismatched_sizes=True,  # a base that ships another head gets a fresh one for these labels
+            use_safetensors=None if base.source == "hub" else True,
+            **({"dtype": dtype} if dtype is not None else {}),
+        )
+    finally:
+        hf_logging.set_verbosity(level)
+    if tokenizer.pad_token is None:  # decoder-only bases (GPT-2, Llama) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+

@@ -1,0 +1,174 @@
+"""Generation through the registry: causal-LM adapters, routed per row inside transformers' own ``generate``.
+
+:meth:`zoo.serve.registry.Zoo.generate` checks a request; :func:`generate_rows` then groups its rows (the
+same virtual tokens, the same settings, and for last-layers the same adapter), cuts each group
+into batches by prompt length, and runs one ``generate`` per batch with the batch's route set, so
+greedy, beams and sampling all work with every row using its own adapter. Prompt tuning, P-tuning
+and prefix tuning add their virtual tokens through a hook on the model's
+``prepare_inputs_for_generation`` (:func:`install_generation_hook`), as PEFT's
+``PeftModelForCausalLM`` does for one adapter. The generation settings that a causal adapter's
+zoo.json "generation" and ``generate(**settings)`` may give are defined and checked here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from zoo.config.generation import resolve_settings
+from zoo.serve.adapters import AdapterWeights
+from zoo.serve.routing import (
+    Route,
+    current_route,
+    prefix_cache,
+    prompt_embeddings,
+    route_rows,
+    routed,
+)
+
+
+# ------------------------------------------------------------------------------- batches
+def generate_rows(zoo, prompts, rows: list[AdapterWeights], batch_size: int, generation: dict) -> list[str]:
+    """The new text for each prompt, ``rows[i]`` being its adapter (resolved and checked by ``Zoo.generate``)."""
+    settings = {id(a): _settings(a, generation) for a in rows}
+    # One generate() call per group: the same virtual tokens, the same settings, and, for
+    # last-layers, the same adapter (a KV cache cannot be split between replaced and shared blocks).
+    groups: dict[tuple, list[int]] = {}
+    for i, a in enumerate(rows):
+        key = (a.group, id(a) if a.blocks else None, tuple(sorted(settings[id(a)].items())))
+        groups.setdefault(key, []).append(i)
+    out: list[str | None] = [None] * len(prompts)
+    for (group, _, items), idx in groups.items():
+        idx.sort(key=lambda i: len(prompts[i]))
+        for start in range(0, len(idx), batch_size):
+            chunk, texts = _generate_batch(zoo, group, idx[start:start + batch_size], prompts, rows, dict(items))
+            for i, text in zip(chunk, texts):
+                out[i] = text
+    return out  # type: ignore[return-value]
+
+
+def _generate_batch(zoo, group: tuple, chunk: list[int], prompts, rows, settings: dict):
+    chunk, route = route_rows(chunk, rows)
+    with zoo._tokenizing:
+        ids = [zoo._prompt_tokenizer(prompts[i], truncation=True, max_length=rows[i].max_length)["input_ids"]
+               for i in chunk]
+    input_ids, mask = _pad(ids, zoo.tokenizer.pad_token_id, left=True)
+    virtual = None
+    if group[0] == "prompt":
+        virtual = VirtualTokens("prompt", group[1], prompt_embeddings)
+    elif group[0] == "prefix":
+        virtual = VirtualTokens("prefix", group[1], lambda route: prefix_cache(route, zoo.model.dtype))
+    settings["pad_token_id"] = zoo.tokenizer.pad_token_id  # GPT-2 ships none: the tokenizer's (eos), as zoo.causal
+    # Beam search repeats each row num_beams times in place: the route follows the batch the layers see.
+    with torch.inference_mode(), routed(route.repeat(settings["num_beams"])), virtual_tokens(virtual):
+        out = zoo.model.generate(input_ids=input_ids, attention_mask=mask, **settings)
+    return chunk, zoo.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
+
+
+def _pad(ids: list[list[int]], pad: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for r, x in enumerate(ids):
+        sl = slice(width - len(x), width) if left else slice(0, len(x))
+        input_ids[r, sl] = torch.tensor(x, dtype=torch.long)
+        mask[r, sl] = 1
+    return input_ids, mask
+
+
+def _settings(adapter: AdapterWeights, overrides: dict) -> dict:
+    return resolve_settings(adapter.meta.get("generation"), overrides)
+
+
+# ------------------------------------------------------------------------------- virtual tokens
+_VIRTUAL: contextvars.ContextVar["VirtualTokens | None"] = contextvars.ContextVar("zoo_virtual", default=None)
+
+
+@dataclass(frozen=True)
+class VirtualTokens:
+    """What every row of one ``generate`` call gets before its tokens: ``kind`` is "prompt" or "prefix".
+
+    ``make(route)`` builds them for the batch the model sees (rows repeated for beams): the
+    (rows, n, hidden) prompt embeddings, or a prefilled ``DynamicCache`` of n positions.
+    """
+
+    kind: str
+    n: int
+    make: Callable[[Route], object]
+
+
+@contextlib.contextmanager
+def virtual_tokens(value: VirtualTokens | None):
+    token = _VIRTUAL.set(value)
+    try:
+        yield
+    finally:
+        _VIRTUAL.reset(token)
+
+
+def install_generation_hook(model) -> None:
+    """Wrap ``model.prepare_inputs_for_generation`` once so that generate() adds the current call's virtual tokens.
+
+    The hook reads a ContextVar, like the route: concurrent generate() calls never see each other's
+    tokens, and the model is never patched per request (PEFT patches it for the length of each call).
+    """
+    original = model.prepare_inputs_for_generation
+    embed = model.get_input_embeddings()
+
+    def prepare_inputs_for_generation(*args, **kwargs):
+        inputs = original(*args, **kwargs)
+        virtual = _VIRTUAL.get()
+        return inputs if virtual is None else _add_virtual_tokens(inputs, virtual, embed)
+
+    model.prepare_inputs_for_generation = prepare_inputs_for_generation
+
+
+def _add_virtual_tokens(inputs: dict, virtual: VirtualTokens, embed: nn.Module) -> dict:
+    """PEFT's ``PeftModelForCausalLM.prepare_inputs_for_generation`` (peft 0.21), with per-row tokens.
+
+    Prefix tuning is laid out as PEFT lays it out: n cached positions before the (left-padded) row,
+    positions shifted by n. Prompt tuning differs on purpose: PEFT puts the n prompt embeddings
+    before the left padding and counts positions over the padding, so a row's answer changes with
+    the padding its batch needs. Here each row reads [padding; prompt; tokens] with positions from
+    0 at its prompt, as when it is alone (and as in training, where padding is on the right):
+    answers never depend on the other rows of a batch.
+    """
+    ids = inputs["input_ids"]
+    cache = inputs.get("past_key_values")
+    first = cache is None or cache.get_seq_length() == 0
+    mask = inputs.get("attention_mask")
+    n, rows = virtual.n, ids.shape[0]
+    if mask is not None and mask.dim() != 2:
+        raise RuntimeError("virtual tokens need a 2-d attention mask (a compiled static cache is not supported)")
+    positions = inputs.get("position_ids")
+    if virtual.kind == "prefix":
+        if mask is not None:  # generate drops an all-ones mask; without one, nothing is masked either way
+            inputs["attention_mask"] = torch.cat([mask.new_ones((rows, n)), mask], dim=1)
+        if positions is not None:
+            inputs["position_ids"] = positions + n
+        if first:
+            inputs["past_key_values"] = virtual.make(current_route())
+        return inputs
+    if mask is not None:  # left padding: [padding; prompt; tokens] has the zeros first, like the mask itself
+        inputs["attention_mask"] = torch.cat([mask, mask.new_ones((rows, n))], dim=1)
+    if not first:
+        if positions is not None:
+            inputs["position_ids"] = positions + n
+        return inputs
+    embeds = embed(ids)
+    seq = torch.cat([virtual.make(current_route()).to(embeds.dtype), embeds], dim=1)  # [prompt; padding; tokens]
+    if positions is not None:
+        positions = torch.cat([torch.arange(n, device=positions.device).expand(rows, n), positions + n], dim=1)
+    if mask is not None:  # move each row's prompt after its padding
+        pads = (mask == 0).sum(dim=1, keepdim=True)
+        j = torch.arange(n + ids.shape[1], device=ids.device).expand(rows, -1)
+        order = torch.where(j < pads, j + n, torch.where(j < pads + n, j - pads, j))
+        seq = seq.gather(1, order.unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+        positions = positions.gather(1, order) if positions is not None else None
+    inputs.update(inputs_embeds=seq, input_ids=None, position_ids=positions)
+    return inputs

@@ -1,0 +1,40 @@
+"""Layer: training. ``train(recipe)`` -> a finished adapter folder (weights, zoo.json, card, curve).
+
+Sits above the methods (how each method prepares and saves a model), the models (base loading) and
+the artifact layer (the record and its card), and beside ``zoo.serve``: training never imports
+serving code, nor any hub code (publishing is the CLI's next step, ``zoo.hub``). It runs on
+transformers' Trainer, so ``accelerate launch -m zoo train ...`` spreads it over GPUs with no code
+of ours.
+
+    >>> from zoo import load_recipe, train
+    >>> result = train(load_recipe("recipes/sst2_lora.py"), output_dir="runs/sst2-lora")  # doctest: +SKIP
+    >>> result.metrics["accuracy"]                                                         # doctest: +SKIP
+    0.88
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from zoo._quiet import quiet
+from zoo.config.recipe import Recipe
+from zoo.training.causal import train_causal
+from zoo.training.classifier import train_classifier
+from zoo.training.common import TrainResult
+
+
+def train(recipe: Recipe, *, output_dir: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
+          callbacks: tuple = ()) -> TrainResult:
+    """Train ``recipe``, evaluate it on validation, write ``<output_dir>/adapter`` (default ``runs/<name>``).
+
+    Classifiers train with a head; causal recipes (generation, verbalizer classification, QLoRA on
+    decoders, in-context baselines) are prompt-masked language modelling."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Trainer's workers would fork a busy tokenizer
+    run = train_causal if recipe.causal else train_classifier
+    with quiet():
+        return run(recipe, output_dir=output_dir, resume=resume, progress=progress, callbacks=callbacks)
+
+
+__all__ = ["train", "TrainResult"]

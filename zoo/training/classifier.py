@@ -1,0 +1,163 @@
+"""Training a classifier (a head on an encoder, or on a decoder's last token) with transformers' Trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from zoo.artifact.card import render_card
+from zoo.artifact.plots import plot_training_curve
+from zoo.config.recipe import Recipe
+from zoo.data.metrics import classification_metrics, majority_baseline, official_name
+from zoo.data.sources import resolve_model
+from zoo.data.tasks import get_task, load_split
+from zoo.errors import ZooError
+from zoo.methods import prepare_for_training, save_trained
+from zoo.models.classifier import load_base_classifier
+from zoo.training.common import (
+    TrainResult,
+    folder_size,
+    parameter_counts,
+    peak_memory_bytes,
+    training_arguments,
+    versions,
+    write_atomically,
+)
+
+
+def tokenize_dataset(ds, tokenizer, max_length: int, is_pair: bool):
+    """Tokenize without padding (the collator pads each batch) and keep each row's length for grouping."""
+
+    def encode(batch):
+        args = (batch["text"], batch["text_pair"]) if is_pair else (batch["text"],)
+        enc = tokenizer(*args, truncation=True, max_length=max_length)
+        enc["length"] = [len(ids) for ids in enc["input_ids"]]
+        return enc
+
+    drop = [c for c in ds.column_names if c != "label"]
+    return ds.map(encode, batched=True, remove_columns=drop, desc="tokenizing")
+
+
+def train_classifier(
+    recipe: Recipe,
+    *,
+    output_dir: Optional[str | Path] = None,
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: tuple = (),
+) -> TrainResult:
+    """Train ``recipe``, evaluate on validation, write ``<output_dir>/adapter`` (default runs/<name>)."""
+    from transformers import (
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+        set_seed,
+    )
+
+    task = get_task(recipe.task)
+    t = recipe.train
+    output_dir = Path(output_dir or Path("runs") / recipe.name)
+    checkpoints = output_dir / "checkpoints"
+    if resume and not any(checkpoints.glob("checkpoint-*")):
+        raise ZooError(f"--resume: no checkpoint under {checkpoints}; run once without --resume")
+
+    # Everything that can fail on bad input fails here, before any training time is spent.
+    base = resolve_model(recipe.base_model)
+    train_raw = load_split(task, "train", data_dir=recipe.data_dir, max_samples=t.max_train_samples, seed=recipe.seed)
+    eval_raw = load_split(task, "validation", data_dir=recipe.data_dir, max_samples=t.max_eval_samples, seed=recipe.seed)
+
+    set_seed(recipe.seed)
+    model, tokenizer = load_base_classifier(base, task.labels, quantization=recipe.quantization)
+    model = prepare_for_training(model, recipe.method, quantized=recipe.quantization is not None)
+    trainable, total = parameter_counts(model)
+    train_ds = tokenize_dataset(train_raw, tokenizer, t.max_length, task.is_pair)
+    # Sorted by length, evaluation batches carry almost no padding; the metrics do not depend on order.
+    eval_ds = tokenize_dataset(eval_raw, tokenizer, t.max_length, task.is_pair).sort("length")
+
+    metric = "official" if task.official else "accuracy"
+
+    def logits_of(prediction):  # some models return (logits, hidden states, ...)
+        return prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+
+    def compute_metrics(prediction):
+        scores = classification_metrics(logits_of(prediction), prediction.label_ids, task)
+        scores.pop("n")
+        return scores
+
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(recipe, checkpoints, metric, progress),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else [])],
+    )
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=True if resume else None)
+    wall = time.perf_counter() - started
+
+    prediction = trainer.predict(eval_ds)  # of the final (or, with early stopping, the best) model
+    metrics = classification_metrics(logits_of(prediction), prediction.label_ids, task)
+    baseline = {"majority": majority_baseline(train_raw["label"], eval_raw["label"], task)}
+    history = [
+        {k: v for k, v in row.items() if k in ("step", "epoch", "loss", "eval_loss", "eval_accuracy")}
+        for row in trainer.state.log_history
+    ]
+    efficiency = {
+        "total_params": total,
+        "trainable_params": trainable,
+        "trainable_ratio": trainable / total,
+        "train_seconds": round(wall, 2),
+        "train_examples_per_second": round(float(output.metrics.get("train_samples_per_second", 0.0)), 2),
+        "train_examples": train_ds.num_rows,
+        "epochs": float(output.metrics.get("epoch", t.epochs)),
+        "steps": int(output.global_step),
+        "peak_memory_bytes": peak_memory_bytes(),
+        "peak_memory_kind": "cuda_max_allocated" if torch.cuda.is_available() else "process_max_rss",
+        "device": str(trainer.args.device),
+    }
+    trained = trainer.model
+
+    def build(folder: Path):
+        weights = save_trained(trained, recipe.method, folder, tokenizer)
+        curve = "training_curve.png" if plot_training_curve(history, folder / "training_curve.png", recipe.name) else None
+        efficiency["adapter_bytes"] = folder_size(folder, {weights})
+        meta = {
+            "format": "adapter-zoo/1",
+            "name": recipe.name,
+            "base_model": recipe.base_model,
+            "task": task.name,
+            "task_description": task.description,
+            "method": recipe.method_name,
+            "weights": weights,
+            "labels": list(task.labels),
+            "text_fields": ["text", "text_pair"] if task.is_pair else ["text"],
+            "max_length": t.max_length,
+            "metrics": {"validation": metrics},
+            "official_metric": official_name(task),
+            "baseline": baseline,
+            "efficiency": efficiency,
+            "recipe": recipe.to_dict(),
+            "data_source": str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
+            "history": history,
+            "training_curve": curve,
+            "versions": versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (folder / "zoo.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        (folder / "README.md").write_text(render_card(meta))
+
+    adapter_dir = output_dir / "adapter"
+    main_process = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes
+    if main_process:
+        write_atomically(build, adapter_dir)
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(adapter_dir=adapter_dir, metrics=metrics, baseline=baseline, efficiency=efficiency,
+                       model=trained, main_process=main_process)
+
