@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zoo import apply_overrides, load_recipe  # noqa: E402
-from zoo.training.classifier import train  # noqa: E402
+from zoo.training import train  # noqa: E402
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from zoo import apply_overrides, load_recipe  # noqa: E402
 from zoo.data.sources import resolve_model  # noqa: E402
 from zoo.data.tasks import get_task, load_split  # noqa: E402
-from zoo.training.classifier import train  # noqa: E402
+from zoo.training import train  # noqa: E402
 
 
 def tutorial(recipe, train_raw, eval_raw, out: Path, *, padding: str | bool = False) -> dict:

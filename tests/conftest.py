@@ -198,7 +198,7 @@ def space_home(tmp_path_factory, tiny_bert, tiny_llama) -> Path:
     from zoo import apply_overrides, load_recipe
     from zoo.data.tasks import TASKS
     from zoo.testing import make_adapter
-    from zoo.training.classifier import train
+    from zoo.training import train
 
     home = tmp_path_factory.mktemp("space-home")
     hub, runs = LocalHub(home / "hub"), home / "runs"

@@ -15,7 +15,7 @@ from zoo import apply_overrides, load_recipe
 from zoo.training.causal_data import collator, encode_example, rouge
 from zoo.errors import BadInput, RecipeError
 from zoo.config.prompts import PromptFormat, render, verbalize
-from zoo.training.classifier import train
+from zoo.training import train
 
 
 class Snapshot(TrainerCallback):

@@ -14,7 +14,7 @@ from tests.conftest import quick_overrides
 from zoo import apply_overrides, load_recipe
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter, ZooError
 from zoo.hub.local import LocalHub
-from zoo.training.classifier import train
+from zoo.training import train
 
 SENTENCES = ["a gripping , beautifully acted film", "dull , lifeless and far too long", "it is a movie"]
 

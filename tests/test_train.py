@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 from tests.conftest import CLASSIFIER_RECIPES, quick_overrides
 from zoo import apply_overrides, load_recipe
-from zoo.training.classifier import train
+from zoo.training import train
 
 
 class Snapshot(TrainerCallback):
