@@ -14,7 +14,7 @@ from tests.conftest import CAUSAL_RECIPES, SHARED_DATA
 from zoo import apply_overrides, load_recipe
 from zoo.training.causal_data import collator, encode_example, rouge
 from zoo.errors import BadInput, RecipeError
-from zoo.config.prompts import PromptFormat, render, verbalize
+from zoo.config.prompts import PromptFormat, label_words, render, verbalize
 from zoo.training import train
 
 
@@ -80,12 +80,12 @@ def test_prompt_without_chat_template_and_k_shot(tiny_gpt2):
 
 
 def test_verbalizer_reads_the_first_label_word():
-    meta = {"labels": ["entailment", "not_entailment"], "verbalizer": {"entailment": ["yes"], "not_entailment": ["no"]}}
-    assert verbalize(meta, " Yes, it follows.") == "entailment"
-    assert verbalize(meta, "No. yes?") == "not_entailment"
-    assert verbalize(meta, "noted, yesterday") is None  # whole words only
-    assert verbalize({"labels": ["negative", "positive"]}, "It is positive, not negative") == "positive"
-    assert verbalize({"labels": ["negative", "positive"]}, "I cannot tell.") is None
+    words = label_words(["entailment", "not_entailment"], {"entailment": ["yes"], "not_entailment": ["no"]})
+    assert verbalize(words, " Yes, it follows.") == "entailment"
+    assert verbalize(words, "No. yes?") == "not_entailment"
+    assert verbalize(words, "noted, yesterday") is None  # whole words only
+    assert verbalize(label_words(["negative", "positive"]), "It is positive, not negative") == "positive"
+    assert verbalize(label_words(["negative", "positive"]), "I cannot tell.") is None
 
 
 def test_rouge_is_computed_offline():

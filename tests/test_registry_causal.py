@@ -203,12 +203,12 @@ def test_handles_generate_predict_and_refuse_logits(registry, tiny_llama, alone,
     (folder / "zoo.json").write_text(json.dumps({**meta, "prompt": fmt, "generation": {**GENERATION, "max_new_tokens": 6}}))
     handle = registry.handle("sst2-verbalizer", folder=folder)
     texts = ["what a film", "dull and far too long"]
-    prompts = render_inputs(handle.meta, registry.tokenizer, texts)
+    prompts = render_inputs(handle.record.prompt, handle.record.examples, registry.tokenizer, texts)
     assert prompts[0].startswith("<|im_start|>user\nReview: what a film") and prompts[0].endswith("assistant\n ")
     generated = handle.generate(texts)  # zoo.json's max_new_tokens=6 applies
     assert generated == reference(tiny_llama, folder, prompts, max_new_tokens=6)
     assert handle.generate(texts, max_new_tokens=3) == reference(tiny_llama, folder, prompts, max_new_tokens=3)
-    assert handle.predict(texts) == [answer(handle.meta, t) for t in generated]
+    assert handle.predict(texts) == [answer(handle.record.label_words, t) for t in generated]
     with pytest.raises(BadInput, match="generate"):
         handle.logits(texts)
     with pytest.raises(BadInput, match="causal-LM adapter"):

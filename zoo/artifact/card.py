@@ -4,24 +4,35 @@ The YAML front matter follows the Hub's model card metadata (base_model, library
 pipeline_tag, datasets, tags, model-index) so the Hub renders the evaluation results.
 
 Example:
-    >>> from zoo.artifact.card import render_card
-    >>> text = render_card(json.load(open("runs/sst2-lora/adapter/zoo.json")))   # doctest: +SKIP
+    from zoo.artifact.card import render_card
+    text = render_card(json.load(open("runs/sst2-lora/adapter/zoo.json")))
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from zoo.artifact.record import is_causal
+from zoo.artifact.record import AdapterRecord
 from zoo.data.tasks import TASKS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: installed with the wheel
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss",
                 "perplexity": "Answer perplexity", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
                 "no_answer_rate": "No-answer rate"}
+@dataclass(frozen=True)
+class MethodText:
+    """What a card says about the method that made the adapter; each method module (``zoo.methods``) gives its own."""
+
+    title: str    # "LoRA", "prefix tuning", ...
+    summary: str  # one line: what it trains
+    library: str  # the card's library_name: "peft", or "transformers" for whole models and baselines
+    usage: str    # Markdown with code: loading it without adapter-zoo (a Jinja fragment over ``m``, the record)
+
+
 CARD_EFFICIENCY = ("trainable_params", "total_params", "train_seconds", "adapter_bytes")
 PIPELINES = {"text-classification": "Text Classification", "text-generation": "Text Generation",
              "summarization": "Summarization"}
@@ -37,15 +48,14 @@ def headline_metric(validation: dict) -> tuple[str, float] | None:
     return None
 
 
-def card_metadata(meta: dict) -> dict:
+def card_metadata(record: AdapterRecord, method: MethodText) -> dict:
     """The card's YAML front matter as a dict."""
-    recipe = meta["recipe"]
-    validation = meta["metrics"]["validation"]
+    validation = record.validation
 
-    task = TASKS.get(meta["task"])
+    task = TASKS.get(record.task)
     hub_dataset = task.hub_dataset if task else None
     pipeline = task.pipeline_tag if task else "text-classification"
-    if is_causal(meta) and pipeline == "text-classification":
+    if record.causal and pipeline == "text-classification":
         pipeline = "text-generation"  # labels read from generated words (verbalizer)
     metrics = [
         {"type": key, "value": round(float(validation[key]), 4), "name": f"{METRIC_NAMES[key]} (validation)"}
@@ -53,33 +63,35 @@ def card_metadata(meta: dict) -> dict:
         if key in validation
     ]
     return {
-        "base_model": meta["base_model"],
-        "library_name": "transformers" if meta["method"] in ("full", "icl") else "peft",
+        "base_model": record.base_model,
+        "library_name": method.library,
         "pipeline_tag": pipeline,
         "license": "apache-2.0",
         "datasets": [hub_dataset] if hub_dataset else [],
-        "tags": ["adapter-zoo", meta["task"].replace("/", "-"), meta["method"]],
+        "tags": ["adapter-zoo", record.task.replace("/", "-"), record.method],
         "model-index": [{
-            "name": meta["name"],
+            "name": record.name,
             "results": [{
                 "task": {"type": pipeline, "name": PIPELINES[pipeline]},
-                "dataset": {"name": meta["task"], "type": hub_dataset or meta["task"],
-                            "config": task.hub_config if task else meta["task"].split("/")[-1],
+                "dataset": {"name": record.task, "type": hub_dataset or record.task,
+                            "config": task.hub_config if task else record.task.split("/")[-1],
                             "split": "validation"},
                 "metrics": metrics,
             }],
         }],
         # what a catalogue needs without downloading the adapter (zoo list, the demo's results table)
-        "zoo": {"name": meta["name"], "task": meta["task"], "method": meta["method"],
-                "task_type": meta.get("task_type", "SEQ_CLS"), "labels": list(meta["labels"]),
-                **{k: meta["efficiency"][k] for k in CARD_EFFICIENCY if k in meta["efficiency"]},
-                "seed": recipe["seed"]},
+        "zoo": {"name": record.name, "task": record.task, "method": record.method,
+                "task_type": record.task_type, "labels": list(record.labels),
+                **{k: record.efficiency[k] for k in CARD_EFFICIENCY if k in record.efficiency},
+                "seed": record.recipe.get("seed")},
     }
 
 
-def render_card(meta: dict, template: str | None = None) -> str:
+def render_card(record: AdapterRecord, method: MethodText, template: str | None = None) -> str:
+    """The model card (README.md) of an adapter: YAML front matter for the Hub, then what it is, its
+    results, how to load it with and without adapter-zoo (the method's own words), and how to reproduce it."""
     if template is None:
-        template = "causal_card.md.j2" if is_causal(meta) else "adapter_card.md.j2"
+        template = "causal_card.md.j2" if record.causal else "adapter_card.md.j2"
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
@@ -88,9 +100,10 @@ def render_card(meta: dict, template: str | None = None) -> str:
     env.filters["pct"] = lambda x: f"{100 * float(x):.2f}"
     env.filters["mib"] = lambda b: f"{int(b) / 2**20:.1f} MiB"
     env.filters["tojson"] = lambda v: json.dumps(v, ensure_ascii=False)
-
-    front = card_yaml(card_metadata(meta)).strip()
-    return env.get_template(template).render(front_matter=front, m=meta, r=meta["recipe"])
+    front = card_yaml(card_metadata(record, method)).strip()
+    m = record.to_dict()
+    usage = env.from_string(method.usage).render(m=m) if method.usage else ""
+    return env.get_template(template).render(front_matter=front, m=m, r=record.recipe, method=method, usage=usage)
 
 
 def card_yaml(metadata: dict) -> str:

@@ -4,24 +4,22 @@ folder (safetensors only, no pickle), and zoo.json, the record of what the adapt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from safetensors import SafetensorError
 
-from zoo.errors import UnsafeAdapter
+from zoo.config.generation import GENERATION_DEFAULTS, check_generation
+from zoo.config.prompts import label_words
+from zoo.errors import UnsafeAdapter, UnsupportedFormat
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 LAST_LAYERS_WEIGHTS = "trained_layers.safetensors"
 FULL_WEIGHTS = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-
-
-def is_causal(meta: dict) -> bool:
-    """A causal-LM entry (generation, verbalizer classification, in-context learning), not a classifier;
-    zoo.json says so with PEFT's task type (absent: "SEQ_CLS")."""
-    return meta.get("task_type") == "CAUSAL_LM"
 
 
 def check_safe_folder(folder: Path, weights: str | None) -> None:
@@ -49,28 +47,175 @@ def check_safe_folder(folder: Path, weights: str | None) -> None:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
+_FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _BASE = re.compile(r"^[\w][\w./@:+-]{0,255}$|^/[\w./@:+-]{1,255}$")
 
 
-def check_identity(meta: dict, where: str) -> None:
+def check_identity(row, where: str) -> None:
     """An adapter's name and base are safe to use as folder names and to show on a page: zoo.json comes from strangers."""
-    name, base = meta.get("name"), meta.get("base_model")
+    name, base = row.get("name"), row.get("base_model")
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
         raise UnsafeAdapter(f"{where}: adapter name {str(name)[:80]!r} is not a plain name (letters, digits, '.', '_', '-')")
     if not isinstance(base, str) or not _BASE.match(base) or any(part in ("..", ".") for part in base.split("/")):
         raise UnsafeAdapter(f"{where}: base model {str(base)[:80]!r} is not a model id or a plain path")
 
 
-def read_meta(folder: Path) -> dict:
-    path = folder / "zoo.json"
+FORMAT = "adapter-zoo/1"  # the zoo.json schema this package writes and reads
+TASK_TYPES = ("SEQ_CLS", "CAUSAL_LM")
+WEIGHT_FILES = (PEFT_WEIGHTS, LAST_LAYERS_WEIGHTS, FULL_WEIGHTS)
+MAX_LENGTH_LIMIT = 1 << 20  # no base has more positions; a bigger number is a damaged record
+_REQUIRED = ("name", "base_model", "task", "method", "labels", "weights")
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    """zoo.json, read and checked once: what an adapter is (name, base, task, method, labels, prompt...)
+    and what was measured (metrics, efficiency). Every consumer reads these fields; nothing else parses
+    zoo.json. Keys a newer minor version adds are kept in ``extra`` and written back unchanged.
+
+        >>> r = AdapterRecord.from_dict({"format": FORMAT, "name": "sst2-lora", "base_model": "org/base",
+        ...     "task": "glue/sst2", "method": "lora", "labels": ["negative", "positive"],
+        ...     "weights": "adapter_model.safetensors"})
+        >>> r.labels, r.causal, r.is_pair, r.max_length
+        (('negative', 'positive'), False, False, 128)
+        >>> AdapterRecord.from_dict({**r.to_dict(), "format": "adapter-zoo/2"})
+        Traceback (most recent call last):
+        ...
+        zoo.errors.UnsupportedFormat: zoo.json: format 'adapter-zoo/2' is not one this adapter-zoo reads (it reads adapter-zoo/1); upgrade adapter-zoo to load this adapter
+    """
+
+    name: str
+    base_model: str
+    task: str
+    method: str
+    labels: tuple[str, ...]
+    weights: str | None
+    format: str = FORMAT
+    task_type: str = "SEQ_CLS"
+    text_fields: tuple[str, ...] = ("text",)
+    max_length: int = 128
+    task_description: str = ""
+    task_kind: str | None = None
+    prompt: dict | None = None            # causal entries: the PromptFormat as a dict
+    examples: tuple[dict, ...] = ()       # k-shot entries: the solved examples shown before each input
+    verbalizer: dict | None = None        # causal classification: label -> words that count as it
+    generation: dict = field(default_factory=dict)   # causal entries: generation settings (see config.generation)
+    metrics: dict = field(default_factory=dict)      # {"validation": {...}}
+    official_metric: str | None = None
+    baseline: dict = field(default_factory=dict)
+    efficiency: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    samples: tuple[dict, ...] = ()
+    history: tuple[dict, ...] = ()
+    training_curve: str | None = None
+    data_source: str | None = None
+    versions: dict = field(default_factory=dict)
+    created: str | None = None
+    synthetic: bool = False               # random weights (zoo.testing): for serving tests, never a result
+    extra: dict = field(default_factory=dict, compare=False)
+
+    # ------------------------------------------------------------------ derived facts
+    @property
+    def causal(self) -> bool:
+        """A causal-LM entry (generation, verbalizer classification, in-context learning), not a classifier."""
+        return self.task_type == "CAUSAL_LM"
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_fields) == 2
+
+    @property
+    def validation(self) -> dict:
+        """The validation metrics (empty when none were measured)."""
+        return dict(self.metrics.get("validation") or {})
+
+    @property
+    def label_words(self) -> dict[str, list[str]]:
+        """label -> the words that count as that label in a generation (causal classification)."""
+        return label_words(self.labels, self.verbalizer)
+
+    # ------------------------------------------------------------------ reading and writing
+    @classmethod
+    def from_dict(cls, data, where: str = "zoo.json") -> "AdapterRecord":
+        """Check a zoo.json dict (strangers write these) and return the record; UnsafeAdapter names what is wrong."""
+        if not isinstance(data, dict):
+            raise UnsafeAdapter(f"{where}: must hold a JSON object, not {type(data).__name__}")
+        fmt = data.get("format", FORMAT)  # records written before the field existed are format 1
+        if fmt != FORMAT:
+            raise UnsupportedFormat(f"{where}: format {str(fmt)[:40]!r} is not one this adapter-zoo reads (it reads "
+                                    f"{FORMAT}); upgrade adapter-zoo to load this adapter")
+        for key in _REQUIRED:
+            if key not in data:
+                raise UnsafeAdapter(f"{where} lacks {key!r}")
+        check_identity(data, where)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        values["extra"] = {k: v for k, v in data.items() if k not in known}
+
+        def need(key, ok, what):
+            if key in data and not ok(data[key]):
+                raise UnsafeAdapter(f"{where}: {key} must be {what}, got {str(data[key])[:60]!r}")
+
+        text = lambda v: isinstance(v, str) and 0 < len(v) <= 200  # noqa: E731
+        need("task", text, "a task id")
+        need("method", text, "a method name")
+        need("labels", lambda v: isinstance(v, list) and all(text(x) for x in v) and len(set(v)) == len(v),
+             "a list of distinct label names ([] for free text)")
+        need("weights", lambda v: v is None or v in WEIGHT_FILES, f"null or one of {', '.join(WEIGHT_FILES)}")
+        need("task_type", lambda v: v in TASK_TYPES, f"one of {', '.join(TASK_TYPES)}")
+        need("text_fields", lambda v: isinstance(v, list) and 1 <= len(v) <= 4 and all(
+            isinstance(x, str) and _FIELD.fullmatch(x) for x in v), "a list of 1 to 4 field names")
+        need("max_length", lambda v: type(v) is int and 1 <= v <= MAX_LENGTH_LIMIT,
+             f"an integer from 1 to {MAX_LENGTH_LIMIT}")
+        for key in ("metrics", "baseline", "efficiency", "recipe", "versions", "generation"):
+            need(key, lambda v: isinstance(v, dict), "an object")
+        for key in ("prompt", "verbalizer"):
+            need(key, lambda v: v is None or isinstance(v, dict), "an object or null")
+        for key in ("examples", "samples", "history"):
+            need(key, lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects")
+        if data.get("verbalizer") is not None:
+            need("verbalizer", lambda v: all(k in data["labels"] and isinstance(w, list) and all(text(x) for x in w)
+                                             for k, w in v.items()), "label -> list of words, for its own labels")
+        if data.get("generation"):
+            # keys a newer zoo.json may add are ignored; the known ones must make sense
+            check_generation({k: v for k, v in data["generation"].items() if k in GENERATION_DEFAULTS},
+                             UnsafeAdapter, where)
+        if data.get("method") == "icl" and data.get("task_type") != "CAUSAL_LM":
+            raise UnsafeAdapter(f"{where}: method 'icl' needs task_type 'CAUSAL_LM', not {data.get('task_type')!r}")
+        for key in ("labels", "text_fields", "examples", "samples", "history"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """The zoo.json object (JSON-ready), known fields in a fixed order, then the extra keys."""
+        out = {"format": self.format}
+        for f in fields(self):
+            if f.name in ("format", "extra"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return {**out, **self.extra}
+
+    def write(self, folder: Path) -> Path:
+        """Write ``folder/zoo.json`` (the one place zoo.json is written)."""
+        path = Path(folder) / "zoo.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    def replace(self, **changes) -> "AdapterRecord":
+        return dataclasses.replace(self, **changes)
+
+
+def read_record(folder: Path) -> AdapterRecord:
+    """The checked record of an adapter folder (its zoo.json), or UnsafeAdapter saying what is wrong."""
+    path = Path(folder) / "zoo.json"
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UnsafeAdapter(f"{folder} is not an adapter-zoo folder: no zoo.json") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UnsafeAdapter(f"{path} is not valid JSON ({e})") from None
-    for key in ("name", "base_model", "task", "method", "labels", "weights"):
-        if key not in meta:
-            raise UnsafeAdapter(f"{path} lacks {key!r}")
-    check_identity(meta, str(path))
-    return meta
+    except OSError as e:
+        raise UnsafeAdapter(f"{path} cannot be read ({e.strerror or e})") from None
+    return AdapterRecord.from_dict(data, str(path))

@@ -3,7 +3,11 @@
 Example:
     >>> from zoo.config.recipe import load_recipe
     >>> from zoo.config.overrides import apply_overrides
-    >>> r = apply_overrides(load_recipe("recipes/sst2_lora.py"), ["train.epochs=1", "method.r=16"])   # doctest: +SKIP
+    >>> r = apply_overrides(load_recipe("recipes/sst2_lora.py"), ["train.epochs=1", "method.r=16"])
+    >>> apply_overrides(r, ["train.epochz=1"])
+    Traceback (most recent call last):
+    ...
+    zoo.errors.RecipeError: --set train.epochz: unknown key 'epochz' on TrainArgs; known keys: batch_size, early_stopping_patience, epochs, eval_batch_size, eval_steps, gradient_accumulation_steps, group_by_length, learning_rate, logging_steps, max_eval_samples, max_generate_samples, max_grad_norm, max_length, max_steps, max_train_samples, save_total_limit, warmup_ratio, weight_decay
 """
 
 from __future__ import annotations

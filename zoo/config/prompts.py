@@ -10,7 +10,7 @@ Example:
     >>> fmt = PromptFormat(template="Review: {text}\\nSentiment:", chat=False)
     >>> render(fmt.to_dict(), None, {"text": "a fine film"})
     'Review: a fine film\\nSentiment:'
-    >>> verbalize({"labels": ["negative", "positive"]}, " Positive, clearly.")
+    >>> verbalize(label_words(["negative", "positive"]), " Positive, clearly.")
     'positive'
 """
 
@@ -128,16 +128,15 @@ def render(fmt: dict, tokenizer, item, examples: list[dict] = ()) -> str:
     return "\n\n".join(parts)
 
 
-def render_inputs(meta: dict, tokenizer, inputs) -> list[str]:
-    """Prompts for a loaded causal adapter's inputs, as it was trained (``meta['prompt']``)."""
-    fmt = meta.get("prompt")
+def render_inputs(fmt: dict | None, examples, tokenizer, inputs) -> list[str]:
+    """Prompts for a causal adapter's inputs, as it was trained: its prompt format ``fmt`` (None: the
+    inputs are prompts already) and its k-shot ``examples``."""
     if not fmt:
         return [_plain(i, item) for i, item in enumerate(inputs)]
-    examples = meta.get("examples", [])
     out = []
     for i, item in enumerate(inputs):
         try:
-            out.append(render(fmt, tokenizer, item, examples))
+            out.append(render(fmt, tokenizer, item, list(examples)))
         except BadInput as e:
             raise BadInput(f"input {i}: {e}") from None
     return out
@@ -149,25 +148,33 @@ def _plain(i: int, item) -> str:
     return item
 
 
-def label_words(meta: dict) -> dict[str, list[str]]:
-    """label -> the words that count as that label in a generation (the label's own name by default)."""
-    words = meta.get("verbalizer") or {}
-    return {label: [w.lower() for w in words.get(label, [label.replace("_", " "), label])] for label in meta.get("labels", [])}
+def label_words(labels, verbalizer: dict | None = None) -> dict[str, list[str]]:
+    """label -> the words that count as that label in a generation (the label's own name by default).
+
+        >>> label_words(["very_bad", "good"], {"good": ["Great"]})
+        {'very_bad': ['very bad', 'very_bad'], 'good': ['great']}
+    """
+    words = verbalizer or {}
+    return {label: [w.lower() for w in words.get(label, [label.replace("_", " "), label])] for label in labels}
 
 
-def verbalize(meta: dict, text: str) -> Optional[str]:
-    """The label whose word appears first in ``text`` (whole words, case-insensitive); None: no answer."""
+def verbalize(words: dict[str, list[str]], text: str) -> Optional[str]:
+    """The label whose word (``label_words``) appears first in ``text`` (whole words, case-insensitive); None: no answer.
+
+        >>> verbalize({"negative": ["negative"], "positive": ["positive"]}, "Positive, not negative.")
+        'positive'
+    """
     best = None
     low = text.lower()
-    for label, words in label_words(meta).items():
-        for word in words:
+    for label, options in words.items():
+        for word in options:
             m = re.search(r"(?<![\w-])" + re.escape(word) + r"(?![\w-])", low)
             if m and (best is None or m.start() < best[0] or (m.start() == best[0] and len(word) > best[2])):
                 best = (m.start(), label, len(word))
     return best[1] if best else None
 
 
-def answer(meta: dict, text: str) -> dict:
+def answer(words: dict[str, list[str]], text: str) -> dict:
     """A generation read as a classification: ``{"label": name or None, "text": text, "no_answer": bool}``."""
-    label = verbalize(meta, text)
+    label = verbalize(words, text)
     return {"label": label, "text": text, "no_answer": label is None}

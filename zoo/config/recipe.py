@@ -1,9 +1,10 @@
 """Recipes: one plain Python file per task x method, exporting ``recipe = Recipe(...)``.
 
 Example:
-    >>> from zoo.config.recipe import load_recipe, apply_overrides
-    >>> r = load_recipe("recipes/sst2_lora.py")                      # doctest: +SKIP
-    >>> r = apply_overrides(r, ["train.epochs=1", "method.r=16"])     # doctest: +SKIP
+    >>> from zoo.config.overrides import apply_overrides
+    >>> r = apply_overrides(load_recipe("recipes/sst2_lora.py"), ["train.epochs=1", "method.r=16"])
+    >>> r.name, r.method_name, r.train.epochs, r.method.r
+    ('sst2-lora', 'lora', 1.0, 16)
 """
 
 from __future__ import annotations
@@ -16,16 +17,7 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-from peft import (
-    IA3Config,
-    LoraConfig,
-    PeftConfig,
-    PrefixTuningConfig,
-    PromptEncoderConfig,
-    PromptTuningConfig,
-)
+from typing import Any, ClassVar, Optional
 
 from zoo.config.generation import GenerationArgs
 from zoo.config.prompts import PromptFormat
@@ -39,11 +31,14 @@ _KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 class FullFineTuning:
     """Baseline: every weight of the base model and the head is trained (no PEFT)."""
 
+    zoo_method: ClassVar[str] = "full"
+
 
 @dataclass
 class LastLayers:
     """Baseline: the classification head plus the top ``num_layers`` transformer layers are trained."""
 
+    zoo_method: ClassVar[str] = "last-layers"
     num_layers: int = field(default=2, metadata={"help": "how many of the top transformer layers to train"})
 
     def __post_init__(self):
@@ -56,28 +51,25 @@ class InContext:
     """Baseline: no training; the base model answers from its prompt (zero-shot, or k-shot with
     ``prompt.shots`` solved training examples, and an optional persona in ``prompt.system``)."""
 
-
-# PEFT's own config classes, and the zoo's non-PEFT baselines, by the method's short name.
-# "qlora" is LoraConfig on a 4-bit base: a recipe with LoraConfig and `quantization=` set.
-METHODS: dict[str, type] = {
-    "lora": LoraConfig,
-    "ia3": IA3Config,
-    "prompt-tuning": PromptTuningConfig,
-    "p-tuning": PromptEncoderConfig,
-    "prefix-tuning": PrefixTuningConfig,
-    "full": FullFineTuning,
-    "last-layers": LastLayers,
-    "icl": InContext,
-}
+    zoo_method: ClassVar[str] = "icl"
 
 
 def method_name(method: Any) -> str:
-    """The short name of a recipe's method: ``LoraConfig(...)`` -> ``"lora"``."""
-    for name, cls in METHODS.items():
-        if type(method) is cls:
-            return name
-    known = ", ".join(f"{c.__name__} ({n})" for n, c in METHODS.items())
-    raise UnknownMethod(f"unknown method {type(method).__name__}: {method!r:.80}; use one of {known}")
+    """The short name of a recipe's method, by one rule: the zoo's baselines say theirs, and a PEFT config is named
+    after its ``peft_type`` in kebab case (``LoraConfig`` -> ``lora``, ``PromptEncoderConfig`` -> ``p-tuning``).
+    Whether the zoo trains that method is ``zoo.methods``' to say (its list is the one list of methods).
+
+        >>> method_name(LastLayers(num_layers=1))
+        'last-layers'
+    """
+    own = getattr(type(method), "zoo_method", None)
+    if isinstance(own, str):
+        return own
+    peft_type = getattr(method, "peft_type", None)
+    if peft_type is not None and type(method).__name__.endswith("Config"):
+        return str(getattr(peft_type, "value", peft_type)).lower().replace("_", "-")
+    raise UnknownMethod(f"unknown method {type(method).__name__}: {method!r:.80}; use a PEFT config (LoraConfig, "
+                        "IA3Config, ...) or one of the zoo's baselines: FullFineTuning(), LastLayers(n), InContext()")
 
 
 @dataclass
@@ -148,7 +140,6 @@ class Recipe:
         default=None, metadata={"help": "a transformers BitsAndBytesConfig: train LoRA over a 4-bit base (QLoRA)"})
 
     def __post_init__(self):
-
         if not isinstance(self.name, str) or not _KEBAB.match(self.name):
             raise RecipeError(f"name must be kebab case like 'sst2-lora', got {self.name!r}")
         method = self.method_name
@@ -164,11 +155,9 @@ class Recipe:
         if not isinstance(self.generation, GenerationArgs):
             raise RecipeError(f"generation must be GenerationArgs(...), got {type(self.generation).__name__}")
         if self.quantization is not None:
-            from transformers import BitsAndBytesConfig
-
-            if not isinstance(self.quantization, BitsAndBytesConfig) or not self.quantization.load_in_4bit:
+            if type(self.quantization).__name__ != "BitsAndBytesConfig" or not getattr(self.quantization, "load_in_4bit", False):
                 raise RecipeError("quantization must be BitsAndBytesConfig(load_in_4bit=True, ...) (QLoRA)")
-            if not isinstance(self.method, LoraConfig):
+            if method_name(self.method) != "lora":
                 raise RecipeError(f"quantization (QLoRA) goes with LoraConfig, not {type(self.method).__name__}")
         if self.causal:
             if self.prompt is None:
@@ -200,7 +189,7 @@ class Recipe:
 
     def to_dict(self) -> dict:
         """A JSON-ready description of the recipe (PEFT configs as their own to_dict())."""
-        method = self.method.to_dict() if isinstance(self.method, PeftConfig) else dataclasses.asdict(self.method)
+        method = self.method.to_dict() if hasattr(self.method, "peft_type") else dataclasses.asdict(self.method)
         return _jsonable({
             "name": self.name,
             "base_model": self.base_model,
@@ -256,5 +245,5 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 
-__all__ = ["Recipe", "TrainArgs", "GenerationArgs", "FullFineTuning", "LastLayers", "InContext", "METHODS",
+__all__ = ["Recipe", "TrainArgs", "GenerationArgs", "FullFineTuning", "LastLayers", "InContext",
            "method_name", "load_recipe", "snake_case"]

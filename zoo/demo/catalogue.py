@@ -6,10 +6,10 @@ registry serves sits on the one shared frozen base of its base model (``zoo.serv
 a fully fine-tuned model, a whole model of its own, is loaded once. Many entries asked at once are
 answered as one mixed batch per base.
 
-    >>> from zoo.demo.catalogue import Catalogue
-    >>> cat = Catalogue(hub="local")                                                     # doctest: +SKIP
-    >>> cat.answer("sentence-transformers/all-MiniLM-L6-v2::sst2-lora", "a gripping film")["label"]   # doctest: +SKIP
-    'positive'
+    from zoo.demo.catalogue import Catalogue
+    cat = Catalogue(hub="local")
+    cat.answer("sentence-transformers/all-MiniLM-L6-v2::sst2-lora", "a gripping film")["label"]
+    # -> 'positive'
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import threading
 import time
 from typing import Optional
 
+from zoo.artifact.record import AdapterRecord
 from zoo.config.prompts import answer, render_inputs
-from zoo.demo.entries import MAX_CHARS, MAX_NEW_TOKENS, Entry, check_text, entry_of
+from zoo.data.bases import canonical_base
+from zoo.demo.entries import MAX_CHARS, MAX_NEW_TOKENS, SEP, Entry, check_text, entry_of
 from zoo.errors import BadInput, EntryFailed, EntryNotFound, UnsafeAdapter, ZooError
 from zoo.hub.backends import get_hub
 from zoo.serve.batching import Coalescer
@@ -87,6 +89,9 @@ class Catalogue:
         entries = self.entries
         if entry_id in entries:
             return entries[entry_id]
+        base, sep, key = entry_id.partition(SEP)
+        if sep and f"{canonical_base(base)}{SEP}{key}" in entries:  # "roberta-large::x" is "FacebookAI/roberta-large::x"
+            return entries[f"{canonical_base(base)}{SEP}{key}"]
         named = [e for e in entries.values() if entry_id in (e.key, e.name)]
         if len(named) == 1:
             return named[0]
@@ -231,16 +236,16 @@ class Catalogue:
                 if not causal:
                     return [_classified(p) for p in model.predict(items)], len(items)
                 texts = model.generate(items, **settings)
-            return [_generated(model.meta, t) for t in texts], len(items)
+            return [_generated(model.record, t) for t in texts], len(items)
         zoo = models[0].zoo
         names = [m.name for m in models]
         if not causal and self.coalesce:  # one forward pass for these rows and other users' rows of the moment
             return self._coalescer(zoo).submit(list(zip(names, items)))
         if not causal:
             return [_classified(p) for p in zoo.predict(items, adapters=names)], len(items)
-        prompts = [render_inputs(m.meta, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
+        prompts = [render_inputs(m.record.prompt, m.record.examples, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
         texts = zoo.generate(prompts, adapters=names, **settings)
-        return [_generated(m.meta, t) for m, t in zip(models, texts)], len(prompts)
+        return [_generated(m.record, t) for m, t in zip(models, texts)], len(prompts)
 
     def _coalescer(self, zoo) -> Coalescer:
         """The batcher of one shared base: concurrent requests to any of its classifiers become one mixed batch."""
@@ -279,9 +284,9 @@ def _classified(p: dict) -> dict:
     return {"label": p["label"], "score": p["score"], "scores": p["scores"]}
 
 
-def _generated(meta: dict, text: str) -> dict:
+def _generated(record: AdapterRecord, text: str) -> dict:
     """A causal entry's generation, read as a label when the entry has labels (``zoo.config.prompts.answer``)."""
-    if meta.get("labels"):
-        read = answer(meta, text)
+    if record.labels:
+        read = answer(record.label_words, text)
         return {"label": read["label"], "text": text, "no_answer": read["no_answer"]}
     return {"text": text}

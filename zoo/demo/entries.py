@@ -13,14 +13,14 @@ from typing import Optional
 
 from zoo.artifact.card import headline_metric
 from zoo.artifact.record import check_identity
+from zoo.data.bases import canonical_base
 from zoo.data.tasks import TASKS
 from zoo.errors import BadInput, UnsafeAdapter
+from zoo.methods import METHODS
 
 MAX_CHARS = 2000  # per text field: a public form must not make the server tokenize a novel
 MAX_NEW_TOKENS = 256  # the most new tokens one request may ask for
-METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA", "ia3": "IA3", "prompt-tuning": "prompt tuning",
-                "p-tuning": "P-tuning", "prefix-tuning": "prefix tuning", "full": "full fine-tuning",
-                "last-layers": "last layers", "icl": "in-context"}
+METHOD_NAMES = {m.name: m.title for m in METHODS.values()}  # what the page calls each method (zoo.methods)
 _TASK = re.compile(r"^[A-Za-z0-9][\w./-]{0,127}$")
 SEP = "::"  # an entry id is "<base>::<adapter>": one adapter name may be published for several bases
 
@@ -81,7 +81,7 @@ def entry_of(row: dict) -> Entry:
     causal = row.get("task_type") == "CAUSAL_LM"
     labels = row.get("labels")
     labelled = bool(labels) if labels is not None else bool(task and task.labels)
-    return Entry(key=row.get("repo_id") or row["name"], name=row["name"], base=row["base_model"], task=row["task"],
+    return Entry(key=row.get("repo_id") or row["name"], name=row["name"], base=canonical_base(row["base_model"]), task=row["task"],
                  method=row["method"], causal=causal, labelled=labelled, fields=fields,
                  revision=str(row.get("revision") or row.get("path") or ""),
                  metrics=dict((row.get("metrics") or {}).get("validation") or {}),

@@ -10,10 +10,10 @@ Every push is one commit (``upload_folder``): a push that fails half-way publish
 pushing again makes a new revision. The token is handed to ``huggingface_hub`` and never printed,
 logged or written; messages that come back from the server are scrubbed of it all the same.
 
-    >>> from zoo.hub.backends import get_hub
-    >>> hub = get_hub()                       # doctest: +SKIP
-    >>> hub.push("runs/sst2-lora/adapter")    # doctest: +SKIP
-    >>> hub.list(base="sentence-transformers/all-MiniLM-L6-v2", method="lora")   # doctest: +SKIP
+    from zoo.hub.backends import get_hub
+    hub = get_hub()
+    hub.push("runs/sst2-lora/adapter")
+    hub.list(base="sentence-transformers/all-MiniLM-L6-v2", method="lora")
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.artifact.card import CARD_EFFICIENCY
-from zoo.artifact.record import PICKLE_SUFFIXES, check_safe_folder, read_meta
-from zoo.data.sources import hub_endpoint, hub_reachable
+from zoo.artifact.record import PICKLE_SUFFIXES, check_safe_folder, read_record
+from zoo.data.bases import legacy_ids, same_base
+from zoo.data.endpoint import hub_endpoint, hub_reachable
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, HubError, ZooError
 from zoo.hub.local import LocalHub
 
@@ -139,34 +140,38 @@ class HFHub:
     def push(self, folder, *, repo_id: str | None = None, private: bool = False) -> Pushed:
         """One commit holding the whole adapter folder; returns the new revision (commit sha)."""
         folder = Path(folder)
-        meta = read_meta(folder)
-        check_safe_folder(folder, meta["weights"])
+        record = read_record(folder)
+        check_safe_folder(folder, record.weights)
         self._check_reachable("push")
         if not self._token:
             raise HubError("pushing to the Hugging Face Hub needs a token: set HF_TOKEN or run `hf auth login`")
         try:
             if repo_id is None:
-                repo_id = f"{self.api.whoami()['name']}/{meta['name']}"
+                repo_id = f"{self.api.whoami()['name']}/{record.name}"
             self.api.create_repo(repo_id, private=private, exist_ok=True)
             commit = self.api.upload_folder(
                 folder_path=str(folder), repo_id=repo_id,
-                commit_message=f"adapter-zoo: {meta['name']} ({meta['method']} on {meta['base_model']})",
+                commit_message=f"adapter-zoo: {record.name} ({record.method} on {record.base_model})",
                 ignore_patterns=[f"*{s}" for s in PICKLE_SUFFIXES] + [".*"],
             )
         except _transport_errors() as e:
-            raise self._fail(f"pushing {meta['name']} to {repo_id or 'a new repo'}", e,
+            raise self._fail(f"pushing {record.name} to {repo_id or 'a new repo'}", e,
                              "; nothing was published (a push is one commit); run the push again") from None
-        return Pushed(meta["name"], meta["base_model"], commit.oid, f"{self.endpoint}/{repo_id}", self.kind)
+        return Pushed(record.name, record.base_model, commit.oid, f"{self.endpoint}/{repo_id}", self.kind)
 
     # ------------------------------------------------------------------ discover
     def list(self, *, base: str | None = None, task: str | None = None, method: str | None = None) -> list[dict]:
         """Adapter-zoo adapters on the Hub, filtered by base model, task and method (from their cards)."""
         self._check_reachable("list adapters")
-        tags = ["adapter-zoo"] + ([f"base_model:{base}"] if base else []) + ([method] if method else [])
-        try:
-            models = list(self.api.list_models(filter=tags, cardData=True, limit=1000))
-        except _transport_errors() as e:
-            raise self._fail("listing adapters", e) from None
+        models, seen = [], set()
+        for spelling in legacy_ids(base) if base else [None]:  # cards name the canonical id, older ones a legacy id
+            tags = ["adapter-zoo"] + ([f"base_model:{spelling}"] if spelling else []) + ([method] if method else [])
+            try:
+                found = list(self.api.list_models(filter=tags, cardData=True, limit=1000))
+            except _transport_errors() as e:
+                raise self._fail("listing adapters", e) from None
+            models += [m for m in found if m.id not in seen]
+            seen.update(m.id for m in found)
         out = []
         for m in models:
             card = (m.card_data.to_dict() if m.card_data else {}) or {}
@@ -202,9 +207,9 @@ class HFHub:
                 raise AdapterNotFound(f"{len(matches)} adapters are named {name!r} for {base!r} ({repos}); "
                                       "load one by its repo id")
             folder = self.pull(matches[0]["repo_id"], matches[0]["revision"])
-        meta = read_meta(folder)
-        if meta["base_model"] != base:
-            raise AdapterBaseMismatch(f"adapter {name!r} was trained on {meta['base_model']!r}, not {base!r}")
+        record = read_record(folder)
+        if not same_base(record.base_model, base):
+            raise AdapterBaseMismatch(f"adapter {name!r} was trained on {record.base_model!r}, not {base!r}")
         return folder
 
     def pull(self, repo_id: str, revision: str | None = None) -> Path:
@@ -223,5 +228,5 @@ class HFHub:
         except _transport_errors() as e:
             raise self._fail(f"downloading {repo_id}", e) from None
         folder = Path(path)
-        read_meta(folder)  # an adapter-zoo adapter, not some other repo
+        read_record(folder)  # an adapter-zoo adapter, not some other repo
         return folder

@@ -14,12 +14,12 @@ unchanged, with two corrections that hold on every device (bitsandbytes 0.50, tr
   training step fails) and needs out_features % 32 == 0 (a 16-wide k_proj fails at once), so the
   CPU path switches that repacking off; training and inference then both use dequantize-then-matmul.
 
-    >>> from transformers import AutoModelForCausalLM
-    >>> from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    >>> model = load_4bit(AutoModelForCausalLM, "HuggingFaceTB/SmolLM2-135M", four_bit_config())  # doctest: +SKIP
-    >>> model = prepare_model_for_kbit_training(model)  # doctest: +SKIP
-    >>> lora = LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM")
-    >>> model = get_peft_model(model, lora)  # doctest: +SKIP
+    from transformers import AutoModelForCausalLM
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    model = load_4bit(AutoModelForCausalLM, "HuggingFaceTB/SmolLM2-135M", four_bit_config())
+    model = prepare_model_for_kbit_training(model)
+    lora = LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def four_bit_config(**overrides) -> BitsAndBytesConfig:
     float32 on CPU: bitsandbytes' CPU training path dequantizes, then multiplies in the compute dtype, and
     bfloat16 there was only ~10% faster (SmolLM2-135M LoRA steps) while rounding every activation it touches.
 
-    >>> four_bit_config().bnb_4bit_quant_type
+    four_bit_config().bnb_4bit_quant_type
     'nf4'
-    >>> four_bit_config(bnb_4bit_compute_dtype=torch.float16).bnb_4bit_compute_dtype
+    four_bit_config(bnb_4bit_compute_dtype=torch.float16).bnb_4bit_compute_dtype
     torch.float16
     """
     if torch.cuda.is_available():
@@ -77,8 +77,8 @@ def cpu_4bit_status() -> tuple[bool, str]:
 
     Quantizes one 64x64 Linear, checks its output against the dequantized weight, and that gradients reach the input.
 
-    >>> ok, reason = cpu_4bit_status()
-    >>> isinstance(ok, bool) and isinstance(reason, str)
+    ok, reason = cpu_4bit_status()
+    isinstance(ok, bool) and isinstance(reason, str)
     True
     """
     try:
@@ -140,11 +140,11 @@ def load_4bit(auto_class, path, quantization: BitsAndBytesConfig, **from_pretrai
     with bitsandbytes' eval-time weight repacking switched off so training still works after an evaluation.
     The task head stays in full precision unless ``quantization.llm_int8_skip_modules`` says otherwise.
 
-    >>> from transformers import AutoModelForSequenceClassification
-    >>> model = load_4bit(AutoModelForSequenceClassification, "bert-base-uncased", four_bit_config(),
-    ...                   num_labels=2)  # doctest: +SKIP
-    >>> is_quantized(model), type(model.classifier).__name__  # doctest: +SKIP
-    (True, 'Linear')
+    from transformers import AutoModelForSequenceClassification
+    model = load_4bit(AutoModelForSequenceClassification, "bert-base-uncased", four_bit_config(),
+                      num_labels=2)
+    is_quantized(model), type(model.classifier).__name__
+    # -> (True, 'Linear')
     """
     if not getattr(quantization, "load_in_4bit", False):
         raise QuantizationUnavailable("load_4bit needs BitsAndBytesConfig(load_in_4bit=True); use four_bit_config()")
@@ -180,7 +180,7 @@ def load_4bit(auto_class, path, quantization: BitsAndBytesConfig, **from_pretrai
 def is_quantized(model) -> bool:
     """Whether ``model`` (or the base under a PeftModel) holds bitsandbytes 4-bit weights.
 
-    >>> is_quantized(torch.nn.Linear(2, 2))
+    is_quantized(torch.nn.Linear(2, 2))
     False
     """
     try:
@@ -193,7 +193,7 @@ def is_quantized(model) -> bool:
 def quantized_bytes(model) -> int:
     """Bytes the 4-bit weights hold in memory: the packed values plus their quantization state (scales, codebooks).
 
-    >>> quantized_bytes(torch.nn.Linear(2, 2))
+    quantized_bytes(torch.nn.Linear(2, 2))
     0
     """
     try:

@@ -4,7 +4,7 @@ A classifier base (BERT, RoBERTa, MiniLM) is loaded as itself. A decoder-only ba
 loaded once as a causal LM, with a sequence-classification shell around its own backbone so that
 classification adapters trained on that backbone are served too. :func:`wrap_base` then puts the
 routing wrappers of ``zoo.serve.routing`` around every Linear, every block a last-layers adapter may
-replace, and the head, once, and returns the :class:`~zoo.serve.adapters.BaseLayout` that every adapter
+replace, and the head, once, and returns the :class:`~zoo.methods.served.BaseLayout` that every adapter
 is checked against when it is read. :func:`release_free_memory` hands the heap pages that loading
 freed back to the OS.
 """
@@ -18,9 +18,9 @@ from torch import nn
 
 from zoo.data.sources import ResolvedModel
 from zoo.errors import ZooError
+from zoo.methods.served import BaseLayout
 from zoo.models.classifier import load_base_classifier
 from zoo.models.layers import head_parameter_names, is_linear, transformer_layers
-from zoo.serve.adapters import BaseLayout
 from zoo.serve.routing import RoutedBlock, RoutedHead, RoutedLinear
 
 HEAD_NAMES = ("classifier", "score")

@@ -5,7 +5,7 @@ same virtual tokens, the same settings, and for last-layers the same adapter), c
 into batches by prompt length, and runs one ``generate`` per batch with the batch's route set, so
 greedy, beams and sampling all work with every row using its own adapter. Prompt tuning, P-tuning
 and prefix tuning add their virtual tokens through a hook on the model's
-``prepare_inputs_for_generation`` (:func:`install_generation_hook`), as PEFT's
+``prepare_inputs_for_generation`` (:class:`GenerationHook`, installed for the length of a call), as PEFT's
 ``PeftModelForCausalLM`` does for one adapter. The generation settings that a causal adapter's
 zoo.json "generation" and ``generate(**settings)`` may give are defined and checked here too.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from zoo.config.generation import resolve_settings
-from zoo.serve.adapters import AdapterWeights
+from zoo.methods.served import AdapterWeights
 from zoo.serve.routing import (
     Route,
     current_route,
@@ -65,7 +66,8 @@ def _generate_batch(zoo, group: tuple, chunk: list[int], prompts, rows, settings
         virtual = VirtualTokens("prefix", group[1], lambda route: prefix_cache(route, zoo.model.dtype))
     settings["pad_token_id"] = zoo.tokenizer.pad_token_id  # GPT-2 ships none: the tokenizer's (eos), as zoo.causal
     # Beam search repeats each row num_beams times in place: the route follows the batch the layers see.
-    with torch.inference_mode(), routed(route.repeat(settings["num_beams"])), virtual_tokens(virtual):
+    with (torch.inference_mode(), routed(route.repeat(settings["num_beams"])), virtual_tokens(virtual),
+          zoo.generation_hook.installed()):
         out = zoo.model.generate(input_ids=input_ids, attention_mask=mask, **settings)
     return chunk, zoo.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
 
@@ -82,7 +84,7 @@ def _pad(ids: list[list[int]], pad: int, *, left: bool) -> tuple[torch.Tensor, t
 
 
 def _settings(adapter: AdapterWeights, overrides: dict) -> dict:
-    return resolve_settings(adapter.meta.get("generation"), overrides)
+    return resolve_settings(adapter.record.generation, overrides)
 
 
 # ------------------------------------------------------------------------------- virtual tokens
@@ -111,21 +113,46 @@ def virtual_tokens(value: VirtualTokens | None):
         _VIRTUAL.reset(token)
 
 
-def install_generation_hook(model) -> None:
-    """Wrap ``model.prepare_inputs_for_generation`` once so that generate() adds the current call's virtual tokens.
+class GenerationHook:
+    """Adds the current call's virtual tokens inside ``model.generate``, only while a registry generate runs.
 
-    The hook reads a ContextVar, like the route: concurrent generate() calls never see each other's
-    tokens, and the model is never patched per request (PEFT patches it for the length of each call).
+    transformers' ``generate`` calls ``model.prepare_inputs_for_generation`` at each step. While at least
+    one registry ``generate`` is running, an instance attribute wraps the class's own method and adds
+    the virtual tokens of the calling context (a ContextVar, like the route: concurrent calls never see
+    each other's tokens); when the last one finishes the attribute is removed, so between calls, and for
+    anyone else holding the model, it is the untouched transformers model.
     """
-    original = model.prepare_inputs_for_generation
-    embed = model.get_input_embeddings()
 
-    def prepare_inputs_for_generation(*args, **kwargs):
-        inputs = original(*args, **kwargs)
-        virtual = _VIRTUAL.get()
-        return inputs if virtual is None else _add_virtual_tokens(inputs, virtual, embed)
+    def __init__(self, model):
+        self.model = model
+        self.embed = model.get_input_embeddings()
+        self._lock = threading.Lock()
+        self._active = 0
 
-    model.prepare_inputs_for_generation = prepare_inputs_for_generation
+    def _wrapper(self):
+        original = type(self.model).prepare_inputs_for_generation.__get__(self.model)
+        embed = self.embed
+
+        def prepare_inputs_for_generation(*args, **kwargs):
+            inputs = original(*args, **kwargs)
+            virtual = _VIRTUAL.get()
+            return inputs if virtual is None else _add_virtual_tokens(inputs, virtual, embed)
+
+        return prepare_inputs_for_generation
+
+    @contextlib.contextmanager
+    def installed(self):
+        with self._lock:
+            if self._active == 0:
+                self.model.prepare_inputs_for_generation = self._wrapper()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    del self.model.prepare_inputs_for_generation  # the class's own method again
 
 
 def _add_virtual_tokens(inputs: dict, virtual: VirtualTokens, embed: nn.Module) -> dict:

@@ -13,7 +13,6 @@ from typing import Sequence
 
 import numpy as np
 
-from zoo.artifact.record import is_causal
 from zoo.config.prompts import answer, render_inputs
 from zoo.errors import BadInput
 from zoo.serve.inputs import predictions
@@ -26,8 +25,9 @@ class AdapterHandle:
         self.zoo, self.name = registry, name
 
     @property
-    def meta(self) -> dict:
-        return self.zoo.meta(self.name)
+    def record(self):
+        """The adapter's zoo.json, typed (``zoo.artifact.record.AdapterRecord``)."""
+        return self.zoo.record(self.name)
 
     @property
     def labels(self) -> list[str]:
@@ -35,7 +35,7 @@ class AdapterHandle:
 
     @property
     def is_pair(self) -> bool:
-        return len(self.meta.get("text_fields", ["text"])) == 2
+        return self.record.is_pair
 
     @property
     def path(self) -> Path:
@@ -43,7 +43,7 @@ class AdapterHandle:
 
     @property
     def is_causal(self) -> bool:
-        return is_causal(self.meta)
+        return self.record.causal
 
     def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
@@ -73,15 +73,15 @@ class AdapterHandle:
         if self.is_causal:
             if not self.labels:
                 raise BadInput(f"{self.name!r} generates free text and has no labels; use .generate(inputs)")
-            return [answer(self.meta, text) for text in self.generate(inputs, batch_size=batch_size)]
+            return [answer(self.record.label_words, text) for text in self.generate(inputs, batch_size=batch_size)]
         return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
 
     def generate(self, inputs, *, batch_size: int = 8, progress: bool = False, **generation) -> list[str]:
         """The adapter's generation for each input, rendered with its zoo.json prompt format (new text only).
 
-            >>> handle = zoo.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="alpaca-lora")   # doctest: +SKIP
-            >>> handle.generate([{"instruction": "Name a colour.", "input": ""}], max_new_tokens=8)  # doctest: +SKIP
-            ['Blue.']
+            handle = zoo.load("HuggingFaceTB/SmolLM2-135M-Instruct", adapter="alpaca-lora")
+            handle.generate([{"instruction": "Name a colour.", "input": ""}], max_new_tokens=8)
+            # -> ['Blue.']
         """
         if not self.is_causal:
             raise BadInput(f"{self.name!r} is a classification adapter; use .predict(inputs) or .logits(inputs)")
@@ -89,7 +89,7 @@ class AdapterHandle:
             raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
         from tqdm.auto import tqdm
 
-        prompts = render_inputs(self.meta, self.zoo.tokenizer, inputs)
+        prompts = render_inputs(self.record.prompt, self.record.examples, self.zoo.tokenizer, inputs)
         step = batch_size * 4 if progress else max(len(prompts), 1)  # progress: report every few batches
         out: list[str] = []
         for start in tqdm(range(0, len(prompts), step), desc=self.name, disable=not progress):
@@ -97,5 +97,5 @@ class AdapterHandle:
         return out
 
     def __repr__(self):
-        meta = self.meta
-        return f"AdapterHandle({self.name!r} on {meta['base_model']!r}, {meta['method']}, labels={self.labels})"
+        r = self.record
+        return f"AdapterHandle({self.name!r} on {r.base_model!r}, {r.method}, labels={self.labels})"

@@ -1,15 +1,17 @@
 """zoo.load(base, adapter=...) -> a model with .predict(), .labels: a handle on the shared registry, or a
-model loaded on its own (a fully fine-tuned model, or a feature the registry does not serve).
+model loaded on its own (a fully fine-tuned model, a method PEFT serves alone, a feature the registry
+does not implement).
 
 Example:
-    >>> import zoo
-    >>> m = zoo.load("sentence-transformers/all-MiniLM-L6-v2", adapter="sst2-lora")   # doctest: +SKIP
-    >>> m.predict(["a gripping, beautifully acted film"])                             # doctest: +SKIP
-    [{'label': 'positive', 'score': 0.97, 'scores': {'negative': 0.03, 'positive': 0.97}}]
+    import zoo
+    m = zoo.load("sentence-transformers/all-MiniLM-L6-v2", adapter="sst2-lora")
+    m.predict(["a gripping, beautifully acted film"])
+    # -> [{'label': 'positive', 'score': 0.97, 'scores': {'negative': 0.03, 'positive': 0.97}}]
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -17,8 +19,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from zoo.artifact.record import is_causal, read_meta
+from zoo._quiet import quiet
+from zoo.artifact.record import AdapterRecord, read_record
 from zoo.config.prompts import answer, render_inputs
+from zoo.data.bases import canonical_base, same_base
 from zoo.data.sources import resolve_model
 from zoo.errors import (
     AdapterBaseMismatch,
@@ -28,9 +32,8 @@ from zoo.errors import (
 )
 from zoo.hub.backends import HFHub, LocalBackend, choose, parse_repo
 from zoo.hub.local import LocalHub
-from zoo.methods import load_trained
+from zoo.methods import get as get_method
 from zoo.models.generate import generate_texts
-from zoo.serve.adapters import SERVED
 from zoo.serve.inputs import check_input, predictions
 from zoo.serve.registry import shared
 
@@ -38,23 +41,24 @@ from zoo.serve.registry import shared
 class AdapterModel:
     """One published adapter on its base, ready to predict."""
 
-    def __init__(self, model, tokenizer, meta: dict, path: Path):
-        self.model, self.tokenizer, self.meta, self.path = model, tokenizer, meta, path
+    def __init__(self, model, tokenizer, record: AdapterRecord, path: Path):
+        self.model, self.tokenizer, self.record, self.path = model, tokenizer, record, path
 
     @property
     def name(self) -> str:
-        return self.meta["name"]
+        return self.record.name
 
     @property
     def labels(self) -> list[str]:
-        return list(self.meta["labels"])
+        return list(self.record.labels)
 
     @property
     def is_pair(self) -> bool:
-        return len(self.meta.get("text_fields", ["text"])) == 2
+        return self.record.is_pair
 
     def __repr__(self):
-        return f"AdapterModel({self.name!r} on {self.meta['base_model']!r}, {self.meta['method']}, labels={self.labels})"
+        r = self.record
+        return f"AdapterModel({self.name!r} on {r.base_model!r}, {r.method}, labels={self.labels})"
 
     def _check(self, inputs) -> None:
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
@@ -64,7 +68,7 @@ class AdapterModel:
 
     @property
     def is_causal(self) -> bool:
-        return is_causal(self.meta)
+        return self.record.causal
 
     def generate(self, inputs, *, batch_size: int = 8, progress: bool = False, **generation) -> list[str]:
         """Causal entries: the generated answer per input, prompted as the entry was trained.
@@ -76,10 +80,11 @@ class AdapterModel:
             raise BadInput(f"{self.name} is a classifier; use predict()")
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
-        prompts = render_inputs(self.meta, self.tokenizer, inputs)
-        return generate_texts(self.model, self.tokenizer, prompts, max_length=self.meta["max_length"],
-                              settings=self.meta.get("generation", {}), batch_size=batch_size, progress=progress,
-                              desc=self.name, **generation)
+        prompts = render_inputs(self.record.prompt, self.record.examples, self.tokenizer, inputs)
+        with quiet():  # PEFT's prompt-tuning generate warns at every step about position ids it rebuilds anyway
+            return generate_texts(self.model, self.tokenizer, prompts, max_length=self.record.max_length,
+                                  settings=self.record.generation, batch_size=batch_size, progress=progress,
+                                  desc=self.name, **generation)
 
     def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
@@ -98,7 +103,7 @@ class AdapterModel:
                     args = ([inputs[i][0] for i in idx], [inputs[i][1] for i in idx])
                 else:
                     args = ([inputs[i] for i in idx],)
-                enc = self.tokenizer(*args, truncation=True, max_length=self.meta.get("max_length", 128),
+                enc = self.tokenizer(*args, truncation=True, max_length=self.record.max_length,
                                      padding=True, return_tensors="pt").to(device)
                 out[idx] = self.model(**enc).logits.float().cpu().numpy()
         return out
@@ -110,33 +115,36 @@ class AdapterModel:
         if self.is_causal:
 
             if not self.labels:
-                raise BadInput(f"{self.name} generates text ({self.meta['task']}); use generate()")
-            return [answer(self.meta, text) for text in self.generate(inputs, batch_size=min(batch_size, 16))]
+                raise BadInput(f"{self.name} generates text ({self.record.task}); use generate()")
+            return [answer(self.record.label_words, text) for text in self.generate(inputs, batch_size=min(batch_size, 16))]
         return predictions(self.labels, self.logits(inputs, batch_size=batch_size))
 
 
 def load_folder(folder: str | Path, *, base: str | None = None) -> AdapterModel:
-    """Load an adapter folder (a training run's output or a hub revision) onto its base model."""
+    """Load an adapter folder (a training run's output or a hub revision) onto a base of its own."""
     folder = Path(folder)
-    meta = read_meta(folder)
-    if base is not None and base != meta["base_model"]:
-        raise AdapterBaseMismatch(f"adapter {meta['name']!r} was trained on {meta['base_model']!r}, not {base!r}")
-    model, tokenizer = load_trained(resolve_model(meta["base_model"]), folder, meta)
-    return AdapterModel(model, tokenizer, meta, folder)
+    record = read_record(folder)
+    if base is not None and not same_base(base, record.base_model):
+        raise AdapterBaseMismatch(f"adapter {record.name!r} was trained on {record.base_model!r}, not {base!r}")
+    with quiet():
+        model, tokenizer = get_method(record.method).load_alone(resolve_model(record.base_model), folder, record)
+    return AdapterModel(model, tokenizer, record, folder)
 
 
 def load(base: str, *, adapter: str, hub=None):
     """Find ``adapter`` published for ``base``; see the module docstring.
 
+    ``base`` is a Hub id in either form: ``roberta-large`` and ``FacebookAI/roberta-large`` are one base.
     ``adapter`` is a short name (``sst2-lora``: the local hub first, then the Hugging Face Hub when
     a token is configured) or a Hub repo id ``ORG/NAME[@REVISION]`` (downloaded once, then served
     from the local cache, offline too). ``hub`` is a ``LocalHub`` or a ``zoo.hub`` backend.
 
     Adapters the registry serves come back as a handle on the process-wide shared registry of
     ``base`` (``zoo.serve.registry.shared``): the base is loaded once, however many adapters are loaded.
-    Fully fine-tuned models are whole models of their own and load as an ``AdapterModel``.
+    Fully fine-tuned models, methods PEFT serves alone (LoHa) and configurations the registry does not
+    implement (DoRA, ...) load as an ``AdapterModel`` on a base of their own.
     """
-
+    base = canonical_base(base)
     if isinstance(hub, LocalHub):
         hub = LocalBackend(hub)
     if parse_repo(adapter):
@@ -154,16 +162,11 @@ def load(base: str, *, adapter: str, hub=None):
 
 
 def _load_found(base: str, key: str, folder: Path, local_hub: LocalHub | None = None):
-    import warnings
-
-
-    meta = read_meta(folder)
-    if meta["method"] not in SERVED:
+    record = read_record(folder)
+    if not get_method(record.method).shares_base:
         return load_folder(folder, base=base)
     try:
         return shared(base, local_hub).handle(key, folder=folder)
-    except UnsupportedAdapter as e:  # valid PEFT, but a feature the shared base cannot serve (e.g. DoRA)
+    except UnsupportedAdapter as e:  # valid PEFT, but a feature the shared base does not implement (e.g. DoRA)
         warnings.warn(f"{e}; loading it on a base of its own", stacklevel=3)
         return load_folder(folder, base=base)
-
-

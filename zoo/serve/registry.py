@@ -1,10 +1,10 @@
 """The registry: many adapters of every method and label set on one frozen base, chosen per request.
 
-    >>> import zoo
-    >>> z = zoo.Zoo("sentence-transformers/all-MiniLM-L6-v2")              # doctest: +SKIP
-    >>> z.add("sst2-lora"); z.add("tweet-emotion-ia3"); z.add("rte-prefix-tuning")   # doctest: +SKIP
-    >>> z.predict(["what a film", ("A man sleeps.", "A person rests.")],                    # doctest: +SKIP
-    ...           adapters=["sst2-lora", "rte-prefix-tuning"])
+    import zoo
+    z = zoo.Zoo("sentence-transformers/all-MiniLM-L6-v2")
+    z.add("sst2-lora"); z.add("tweet-emotion-ia3"); z.add("rte-prefix-tuning")
+    z.predict(["what a film", ("A man sleeps.", "A person rests.")],
+                  adapters=["sst2-lora", "rte-prefix-tuning"])
 
 How a mixed request is computed: rows are grouped by what they need from the base (plain rows
 for LoRA, IA3 and last-layers; rows with N prepended virtual tokens for prompt tuning and
@@ -37,14 +37,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from zoo.artifact.record import read_meta
+from zoo.artifact.record import AdapterRecord, read_record
 from zoo.config.generation import check_generation
+from zoo.data.bases import canonical_base
 from zoo.data.sources import resolve_model
 from zoo.errors import AdapterNotFound, BadInput, ZooError
 from zoo.hub.local import LocalHub
-from zoo.serve.adapters import AdapterWeights, read_adapter
+from zoo.methods.served import AdapterWeights
+from zoo.serve.adapters import read_adapter
 from zoo.serve.base import load_base, release_free_memory, wrap_base
-from zoo.serve.generation import generate_rows, install_generation_hook
+from zoo.serve.generation import GenerationHook, generate_rows
 from zoo.serve.handles import AdapterHandle  # also imported from here: zoo.cli, tests
 from zoo.serve.inputs import check_input, predictions
 from zoo.serve.routing import prefix_cache, prompt_embeddings, route_rows, routed
@@ -59,7 +61,7 @@ class Zoo:
 
     def __init__(self, base: str, *, hub: LocalHub | None = None, max_adapters: int | None = None,
                  max_bytes: int | None = None, dtype=None):
-        self.base = base
+        self.base = base = canonical_base(base)  # "roberta-large" and "FacebookAI/roberta-large" are one base
         self.hub = hub or LocalHub()
         self.max_adapters, self.max_bytes = max_adapters, max_bytes
         model, classifier, tokenizer = load_base(resolve_model(base), dtype)
@@ -74,7 +76,7 @@ class Zoo:
         self.classifier = classifier      # what predict() runs: the model itself, or a shell sharing its backbone
         self._tokenizing = threading.Lock()  # a fast tokenizer's truncation/padding is state set per call
         if self.layout.causal:
-            install_generation_hook(model)
+            self.generation_hook = GenerationHook(model)  # wraps prepare_inputs_for_generation during our calls only
             # generate() tokenizes as PEFT users do: pad and truncate on the left, prompts end at the answer
             self._prompt_tokenizer = copy.deepcopy(tokenizer)
             self._prompt_tokenizer.padding_side = self._prompt_tokenizer.truncation_side = "left"
@@ -136,15 +138,15 @@ class Zoo:
             del self._known[name]
             self._resident.pop(name, None)
 
-    def meta(self, name: str) -> dict:
-        return self._get(name).meta
+    def record(self, name: str) -> AdapterRecord:
+        """The adapter's zoo.json, typed."""
+        return self._get(name).record
 
     def labels(self, name: str) -> list[str]:
         return list(self._get(name).labels)
 
     def _read(self, folder: Path) -> AdapterWeights:
-        meta = read_meta(folder)
-        weights = read_adapter(folder, meta, self.layout)
+        weights = read_adapter(folder, read_record(folder), self.layout)
         with self._lock:
             self.stats["loads"] += 1
         return weights
@@ -297,11 +299,11 @@ class Zoo:
         do_sample, num_beams, temperature, top_p, top_k, repetition_penalty). Prompts longer than the
         adapter's max_length keep their last max_length tokens.
 
-            >>> z = Zoo("HuggingFaceTB/SmolLM2-135M-Instruct")                               # doctest: +SKIP
-            >>> z.add("alpaca-lora"); z.add("sst2-prompt-tuning")                            # doctest: +SKIP
-            >>> z.generate(["Review: a fine film. Sentiment:"] * 2, adapters=["alpaca-lora", "sst2-prompt-tuning"],
-            ...            max_new_tokens=8)                                                 # doctest: +SKIP
-            [' positive, it is a fine film', ' positive']
+            z = Zoo("HuggingFaceTB/SmolLM2-135M-Instruct")
+            z.add("alpaca-lora"); z.add("sst2-prompt-tuning")
+            z.generate(["Review: a fine film. Sentiment:"] * 2, adapters=["alpaca-lora", "sst2-prompt-tuning"],
+                       max_new_tokens=8)
+            # -> [' positive, it is a fine film', ' positive']
         """
         rows = self._resolve(prompts, adapter, adapters, batch_size)
         check_generation(generation, BadInput, "generate()")
@@ -339,7 +341,7 @@ _SHARED_LOCK = threading.Lock()
 def shared(base: str, hub: LocalHub | None = None) -> Zoo:
     """The process-wide registry for ``base`` (and this hub): one frozen base in memory per base id."""
     hub = hub or LocalHub()
-    key = (base, str(Path(hub.root).resolve()))
+    key = (canonical_base(base), str(Path(hub.root).resolve()))
     with _SHARED_LOCK:
         registry = _SHARED.get(key)
         if registry is None:

@@ -6,10 +6,10 @@ serving code, nor any hub code (publishing is the CLI's next step, ``zoo.hub``).
 transformers' Trainer, so ``accelerate launch -m zoo train ...`` spreads it over GPUs with no code
 of ours.
 
-    >>> from zoo import load_recipe, train
-    >>> result = train(load_recipe("recipes/sst2_lora.py"), output_dir="runs/sst2-lora")  # doctest: +SKIP
-    >>> result.metrics["accuracy"]                                                         # doctest: +SKIP
-    0.88
+    from zoo import load_recipe, train
+    result = train(load_recipe("recipes/sst2_lora.py"), output_dir="runs/sst2-lora")
+    result.metrics["accuracy"]
+    # -> 0.88
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Optional
 
 from zoo._quiet import quiet
 from zoo.config.recipe import Recipe
+from zoo.methods import of_recipe
 from zoo.training.causal import train_causal
 from zoo.training.classifier import train_classifier
 from zoo.training.common import TrainResult
@@ -31,10 +32,11 @@ def train(recipe: Recipe, *, output_dir: Optional[str | Path] = None, resume: bo
 
     Classifiers train with a head; causal recipes (generation, verbalizer classification, QLoRA on
     decoders, in-context baselines) are prompt-masked language modelling."""
+    method = of_recipe(recipe)  # an unknown method fails here, before any data or model is loaded
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Trainer's workers would fork a busy tokenizer
     run = train_causal if recipe.causal else train_classifier
     with quiet():
-        return run(recipe, output_dir=output_dir, resume=resume, progress=progress, callbacks=callbacks)
+        return run(recipe, output_dir=output_dir, resume=resume, progress=progress, callbacks=callbacks, method=method)
 
 
 __all__ = ["train", "TrainResult"]

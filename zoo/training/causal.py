@@ -8,7 +8,6 @@ ROUGE-1/2/L of generated summaries; accuracy and "no answer" rate of verbalized 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -19,13 +18,15 @@ import torch
 
 from zoo.artifact.card import render_card
 from zoo.artifact.plots import plot_training_curve
+from zoo.artifact.record import AdapterRecord
 from zoo.config.prompts import label_words, render, verbalize
 from zoo.config.recipe import InContext, Recipe
+from zoo.data.bases import canonical_base
 from zoo.data.metrics import classification_metrics, majority_baseline, official_name
 from zoo.data.sources import resolve_model
 from zoo.data.tasks import get_task, load_split
 from zoo.errors import ZooError
-from zoo.methods import prepare_for_training, save_trained
+from zoo.methods import Method, of_recipe
 from zoo.models.causal import load_base_causal
 from zoo.models.generate import generate_texts
 from zoo.training.causal_data import (
@@ -49,13 +50,14 @@ from zoo.training.common import (
 SAMPLES_IN_CARD = 3
 
 
-def score_generations(task, meta: dict, texts: list[str], rows) -> dict:
-    """Classification read from generations (verbalizer), or ROUGE against the references."""
+def score_generations(task, words: dict[str, list[str]], texts: list[str], rows) -> dict:
+    """Classification read from generations (``words``: each label's words, ``AdapterRecord.label_words``),
+    or ROUGE against the references."""
 
     if task.is_generation:
         return rouge(texts, [r["output"] for r in rows])
     labels = np.asarray([r["label"] for r in rows])
-    chosen = [verbalize(meta, t) for t in texts]
+    chosen = [verbalize(words, t) for t in texts]
     # A generation that names no label is wrong: one-hot on a label it cannot match (ids shifted by one).
     logits = np.zeros((len(texts), len(task.labels)), dtype=np.float64)
     for i, label in enumerate(chosen):
@@ -91,18 +93,21 @@ def pick_shots(train_raw, task, k: int, seed: int) -> list[int]:
     return picked
 
 
-def evaluate_generations(model, tokenizer, task, meta: dict, rows: list[dict], *, batch_size: int, progress: bool):
+def evaluate_generations(model, tokenizer, task, record: AdapterRecord, rows: list[dict], *, batch_size: int,
+                         progress: bool):
     """(metrics, texts) of generating an answer for each validation row with the entry's prompt."""
-    prompts = [render(meta["prompt"], tokenizer, prompt_values(task, r), meta.get("examples", [])) for r in rows]
-    texts = generate_texts(model, tokenizer, prompts, max_length=meta["max_length"], settings=meta["generation"],
+    prompts = [render(record.prompt, tokenizer, prompt_values(task, r), list(record.examples)) for r in rows]
+    texts = generate_texts(model, tokenizer, prompts, max_length=record.max_length, settings=record.generation,
                            batch_size=batch_size, progress=progress, desc="generating (validation)")
-    return score_generations(task, meta, texts, rows), prompts, texts
+    return score_generations(task, record.label_words, texts, rows), prompts, texts
 
 
-def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progress: bool = True, callbacks=()):
+def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progress: bool = True, callbacks=(),
+                 method: Method | None = None):
+    """Train (or, in context, only measure) a causal recipe; write ``<output_dir>/adapter``."""
     from transformers import EarlyStoppingCallback, Trainer, set_seed
 
-
+    method = method or of_recipe(recipe)
     task = get_task(recipe.task)
     t = recipe.train
     output_dir = Path(output_dir or Path("runs") / recipe.name)
@@ -119,16 +124,16 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
     if recipe.prompt.shots:  # k-shot: solved training examples, drawn once with the recipe's seed and published
         examples = [{**prompt_values(task, train_raw[i]), "output": target_text(task, train_raw[i], recipe.verbalizer)}
                     for i in pick_shots(train_raw, task, recipe.prompt.shots, recipe.seed)]
-    meta = {
-        "format": "adapter-zoo/1", "name": recipe.name, "base_model": recipe.base_model, "task": task.name,
-        "task_description": task.description, "task_kind": task.kind, "task_type": "CAUSAL_LM",
-        "method": recipe.method_name, "labels": list(task.labels), "text_fields": list(task.fields),
-        "max_length": t.max_length, "prompt": fmt, "examples": examples,
-        "generation": recipe.generation.to_dict(),
-    }
+    verbalizer = None
     if task.labels:
-        meta["verbalizer"] = label_words({"labels": task.labels, "verbalizer": {
-            k: [v] if isinstance(v, str) else list(v) for k, v in (recipe.verbalizer or {}).items()}})
+        verbalizer = label_words(task.labels, {k: [v] if isinstance(v, str) else list(v)
+                                               for k, v in (recipe.verbalizer or {}).items()})
+    record = AdapterRecord(  # what the entry is; the measured figures are added when it is written
+        name=recipe.name, base_model=canonical_base(recipe.base_model), task=task.name,
+        task_description=task.description, task_kind=task.kind, task_type="CAUSAL_LM", method=method.name,
+        weights=method.weights, labels=tuple(task.labels), text_fields=tuple(task.fields), max_length=t.max_length,
+        prompt=fmt, examples=tuple(examples), verbalizer=verbalizer, generation=recipe.generation.to_dict(),
+    )
 
     set_seed(recipe.seed)
     model, tokenizer = load_base_causal(base, quantization=recipe.quantization)
@@ -151,7 +156,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         trained, trainable, total, steps, rate, epochs = model, 0, sum(p.numel() for p in model.parameters()), 0, 0.0, 0.0
         train_examples = 0
     else:
-        model = prepare_for_training(model, recipe.method, task_type="CAUSAL_LM", quantized=recipe.quantization is not None)
+        model = method.prepare(model, recipe.method, "CAUSAL_LM")
         trainable, total = parameter_counts(model)
         train_ds = tokenize_causal(train_raw, tokenizer, fmt, task, recipe.verbalizer, t.max_length)
         trainer = Trainer(
@@ -180,7 +185,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
               f"(base model {baseline['base_model']['perplexity']:.3f})", flush=True)
     samples = []
     if generate_rows and (task.labels or task.kind == "summarization"):
-        scores, prompts, texts = evaluate_generations(trained, tokenizer, task, meta, generate_rows,
+        scores, prompts, texts = evaluate_generations(trained, tokenizer, task, record, generate_rows,
                                                       batch_size=t.eval_batch_size, progress=progress)
         metrics.update({k: v for k, v in scores.items() if k != "n"})
         metrics["generated_n"] = scores["n"]
@@ -189,7 +194,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
     elif generate_rows:
         rows = generate_rows[:SAMPLES_IN_CARD]
         prompts = [render(fmt, tokenizer, prompt_values(task, r), examples) for r in rows]
-        texts = generate_texts(trained, tokenizer, prompts, max_length=t.max_length, settings=meta["generation"],
+        texts = generate_texts(trained, tokenizer, prompts, max_length=t.max_length, settings=record.generation,
                                batch_size=t.eval_batch_size, desc="samples")
         samples = [{"prompt": p, "reference": r["output"], "generated": x} for p, r, x in zip(prompts, rows, texts)]
 
@@ -204,22 +209,18 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
     }
 
     def build(folder: Path):
-
-        weights = save_trained(trained, recipe.method, folder, tokenizer)
+        weights = method.save(trained, recipe.method, folder, tokenizer)
         curve = "training_curve.png" if plot_training_curve(history, folder / "training_curve.png", recipe.name) else None
         efficiency["adapter_bytes"] = folder_size(folder, {weights}) if weights else 0
-        full = {
-            **meta, "weights": weights, "metrics": {"validation": metrics}, "official_metric": None,
-            "baseline": baseline, "efficiency": efficiency, "samples": samples, "recipe": recipe.to_dict(),
-            "data_source": str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
-            "history": history, "training_curve": curve, "versions": versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        if task.labels:
-
-            full["official_metric"] = official_name(task)
-        (folder / "zoo.json").write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n")
-        (folder / "README.md").write_text(render_card(full))
+        full = record.replace(
+            weights=weights, metrics={"validation": metrics}, official_metric=official_name(task) if task.labels else None,
+            baseline=baseline, efficiency=efficiency, samples=tuple(samples), recipe=recipe.to_dict(),
+            data_source=str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
+            history=tuple(history), training_curve=curve, versions=versions(),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        full.write(folder)
+        (folder / "README.md").write_text(render_card(full, method.text(causal=True)))
 
     adapter_dir = output_dir / "adapter"
     main_process = icl or trainer.is_world_process_zero()  # under `accelerate launch`, one process writes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -12,12 +11,14 @@ import torch
 
 from zoo.artifact.card import render_card
 from zoo.artifact.plots import plot_training_curve
+from zoo.artifact.record import AdapterRecord
 from zoo.config.recipe import Recipe
+from zoo.data.bases import canonical_base
 from zoo.data.metrics import classification_metrics, majority_baseline, official_name
 from zoo.data.sources import resolve_model
 from zoo.data.tasks import get_task, load_split
 from zoo.errors import ZooError
-from zoo.methods import prepare_for_training, save_trained
+from zoo.methods import Method, of_recipe
 from zoo.models.classifier import load_base_classifier
 from zoo.training.common import (
     TrainResult,
@@ -50,8 +51,10 @@ def train_classifier(
     resume: bool = False,
     progress: bool = True,
     callbacks: tuple = (),
+    method: Method | None = None,
 ) -> TrainResult:
     """Train ``recipe``, evaluate on validation, write ``<output_dir>/adapter`` (default runs/<name>)."""
+    method = method or of_recipe(recipe)
     from transformers import (
         DataCollatorWithPadding,
         EarlyStoppingCallback,
@@ -73,7 +76,7 @@ def train_classifier(
 
     set_seed(recipe.seed)
     model, tokenizer = load_base_classifier(base, task.labels, quantization=recipe.quantization)
-    model = prepare_for_training(model, recipe.method, quantized=recipe.quantization is not None)
+    model = method.prepare(model, recipe.method, "SEQ_CLS")
     trainable, total = parameter_counts(model)
     train_ds = tokenize_dataset(train_raw, tokenizer, t.max_length, task.is_pair)
     # Sorted by length, evaluation batches carry almost no padding; the metrics do not depend on order.
@@ -125,33 +128,21 @@ def train_classifier(
     trained = trainer.model
 
     def build(folder: Path):
-        weights = save_trained(trained, recipe.method, folder, tokenizer)
+        weights = method.save(trained, recipe.method, folder, tokenizer)
         curve = "training_curve.png" if plot_training_curve(history, folder / "training_curve.png", recipe.name) else None
         efficiency["adapter_bytes"] = folder_size(folder, {weights})
-        meta = {
-            "format": "adapter-zoo/1",
-            "name": recipe.name,
-            "base_model": recipe.base_model,
-            "task": task.name,
-            "task_description": task.description,
-            "method": recipe.method_name,
-            "weights": weights,
-            "labels": list(task.labels),
-            "text_fields": ["text", "text_pair"] if task.is_pair else ["text"],
-            "max_length": t.max_length,
-            "metrics": {"validation": metrics},
-            "official_metric": official_name(task),
-            "baseline": baseline,
-            "efficiency": efficiency,
-            "recipe": recipe.to_dict(),
-            "data_source": str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
-            "history": history,
-            "training_curve": curve,
-            "versions": versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        (folder / "zoo.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        (folder / "README.md").write_text(render_card(meta))
+        record = AdapterRecord(
+            name=recipe.name, base_model=canonical_base(recipe.base_model), task=task.name,
+            task_description=task.description, method=method.name, weights=weights, labels=tuple(task.labels),
+            text_fields=("text", "text_pair") if task.is_pair else ("text",), max_length=t.max_length,
+            metrics={"validation": metrics}, official_metric=official_name(task), baseline=baseline,
+            efficiency=efficiency, recipe=recipe.to_dict(),
+            data_source=str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
+            history=tuple(history), training_curve=curve, versions=versions(),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        record.write(folder)
+        (folder / "README.md").write_text(render_card(record, method.text(causal=False)))
 
     adapter_dir = output_dir / "adapter"
     main_process = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes

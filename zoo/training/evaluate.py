@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.artifact.record import is_causal
 from zoo.data.metrics import classification_metrics
 from zoo.data.tasks import get_task, load_split
 from zoo.errors import BadInput
@@ -19,16 +18,16 @@ def evaluate(handle, split: str, *, data_dir=None, max_samples=None, batch_size:
              progress: bool = False) -> dict:
     """accuracy, macro_f1, loss, n (and official) of a loaded adapter on one split of its task."""
 
-    task = get_task(handle.meta["task"])
+    task = get_task(handle.record.task)
     ds = load_split(task, split, data_dir=data_dir, max_samples=max_samples)
-    if is_causal(handle.meta):
+    if handle.record.causal:
 
         if not (task.labels or task.kind == "summarization"):
             raise BadInput(f"{handle.name}: {task.kind} entries are measured by answer perplexity, at training time "
                            f"(in zoo.json); zoo eval scores classification and summarization entries")
         rows = [ds[i] for i in range(ds.num_rows)]
         texts = handle.generate([{f: r[f] for f in task.fields} for r in rows], batch_size=min(batch_size, 16), progress=progress)
-        return score_generations(task, handle.meta, texts, rows)
+        return score_generations(task, handle.record.label_words, texts, rows)
     inputs = list(zip(ds["text"], ds["text_pair"])) if task.is_pair else ds["text"]
     logits = handle.logits(inputs, batch_size=batch_size, progress=progress)
     return classification_metrics(logits, np.asarray(ds["label"]), task)
