@@ -12,10 +12,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for folder in (HERE, HERE.parent):  # a Space bundle carries zoo/ beside this file; a checkout one level up
-    if (folder / "zoo" / "__init__.py").is_file():
-        sys.path.insert(0, str(folder))
-        break
+if (HERE.parent / "zoo" / "__init__.py").is_file():  # run from a checkout: its zoo/; a Space installs the wheel
+    sys.path.insert(0, str(HERE.parent))
 
 import zoo  # noqa: E402
 from zoo.demo.entries import MAX_CHARS  # noqa: E402

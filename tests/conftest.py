@@ -233,3 +233,39 @@ def space_cat(space_backend):
     from zoo.demo.catalogue import Catalogue
 
     return Catalogue(space_backend)
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory):
+    """A fresh virtual environment with adapter-zoo installed from a wheel built here, offline (no index).
+
+    The wheel is built from a copy of the package's files only (no stale build/ folder can leak in); the
+    new environment sees this one's dependencies (torch, transformers, ...) through a .pth line, and no
+    file of this checkout: ``import zoo`` there is the wheel's."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    from types import SimpleNamespace
+
+    root = tmp_path_factory.mktemp("wheel")
+    src = root / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "zoo", src / "zoo", ignore=shutil.ignore_patterns("__pycache__"))
+    dist = root / "dist"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                            "-q", "-w", str(dist), str(src)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    wheel = next(dist.glob("adapter_zoo-*.whl"))
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "zoo-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return SimpleNamespace(python=python, bin=venv / "bin", wheel=wheel, site=site)

@@ -81,7 +81,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(case, tiny_bert, shared_d
     expect = {
         "syntax": "syntax error", "no-recipe": "defines no `recipe`", "unknown-set": "unknown key 'epochz'",
         "unknown-base": "base model 'nobody/nothing' not found", "missing-split": "no folder",
-        "empty-train": "is empty", "unknown-method": "unknown method LoHaConfig",
+        "empty-train": "is empty", "unknown-method": "unknown method VeraConfig",
     }[case]
     if case == "syntax":
         recipe = tmp_path / "bad.py"
@@ -90,9 +90,9 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(case, tiny_bert, shared_d
         recipe = tmp_path / "bad.py"
         recipe.write_text("x = 1\n")
     elif case == "unknown-method":
-        recipe = tmp_path / "loha.py"
-        recipe.write_text("from peft import LoHaConfig\nfrom zoo import Recipe\n"
-                          "recipe = Recipe(name='sst2-loha', base_model='x', task='glue/sst2', method=LoHaConfig())\n")
+        recipe = tmp_path / "vera.py"
+        recipe.write_text("from peft import VeraConfig\nfrom zoo import Recipe\n"
+                          "recipe = Recipe(name='sst2-vera', base_model='x', task='glue/sst2', method=VeraConfig())\n")
     elif case == "unknown-set":
         sets.append("train.epochz=1")
     elif case == "unknown-base":

@@ -105,7 +105,7 @@ def test_try_returns_what_zoo_load_predicts(demo, space_cat, space_backend):
             if entry.kind == "verbalize":
                 from zoo.config.prompts import answer
 
-                assert raw["label"] == answer(model.meta, want_text)["label"]
+                assert raw["label"] == answer(model.record.label_words, want_text)["label"]
 
 
 def test_all_tasks_and_compare_answer_as_zoo_load_does(demo, space_cat, space_backend):
@@ -272,9 +272,10 @@ def test_browser_try_shows_the_predicted_label(demo, space_cat, space_backend):
     assert (ARTIFACTS / "space-try.png").stat().st_size > 10_000
 
 
-def test_space_folder_is_a_space_and_its_bundle_runs_on_its_own(space_home, space_cat, tmp_path):
-    """spaces/ has the Space front matter and requirements; the bundle (spaces/ + zoo/) starts with `python app.py`
-    as a Space does (GRADIO_SERVER_* from the environment) and serves from the zoo/ it carries."""
+def test_space_folder_is_a_space_and_its_bundle_runs_on_its_own(space_home, space_cat, wheel_venv, tmp_path):
+    """spaces/ has the Space front matter and requirements; the bundle (spaces/ + the adapter-zoo wheel, listed in
+    requirements.txt) starts with `python app.py` as a Space does (GRADIO_SERVER_* from the environment), with
+    the package installed from that wheel, as the Space installs it."""
     import tomllib
 
     import gradio
@@ -290,14 +291,20 @@ def test_space_folder_is_a_space_and_its_bundle_runs_on_its_own(space_home, spac
 
     out = tmp_path / "space"
     subprocess.run(["bash", str(ROOT / "scripts" / "space_bundle.sh"), str(out)], check=True, capture_output=True)
-    assert {"app.py", "README.md", "requirements.txt", "zoo"} <= {p.name for p in out.iterdir()}
+    assert {p.name for p in out.iterdir()} == {"app.py", "README.md", "requirements.txt", "wheels"}
+    (wheel,) = (out / "wheels").glob("adapter_zoo-*.whl")
+    assert (out / "requirements.txt").read_text().splitlines() == lines + [f"./wheels/{wheel.name}"]
+    installed = subprocess.run([str(wheel_venv.python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                                "--force-reinstall", str(wheel)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-2000:]
     port = free_port()
     env = dict(os.environ, ZOO_HOME=str(space_home), ZOO_HUB="local", HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
                GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), ZOO_DEMO_MAX_CHARS="50")
-    proc, url, log = start([sys.executable, "app.py"], env, tmp_path / "space.log", port, cwd=out)
+    env.pop("PYTHONPATH", None)
+    proc, url, log = start([str(wheel_venv.python), "app.py"], env, tmp_path / "space.log", port, cwd=out)
     try:
         log.seek(0)
-        assert f"from {out / 'zoo'}" in log.read(), "the bundle's own zoo/ serves"
+        assert f"from {wheel_venv.site / 'zoo'}" in log.read(), "the package installed from the bundle's wheel serves"
         c = client(url)
         entry = space_cat.get("sst2-lora")
         assert c.predict(*try_args(entry), api_name="/try")[3]["label"] == space_cat.answer(entry.id, TEXT)["label"]

@@ -1,3 +1,6 @@
+"""``python -m zoo``: the same command as ``zoo``."""
+
 from zoo.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from zoo.errors import ZooError
+
+# Options several commands share, declared once.
+HubOption = Annotated[Optional[str], typer.Option(
+    "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured")]
+RepoIdOption = Annotated[Optional[str], typer.Option(
+    "--repo-id", help="Hub repo ORG/NAME (default <your user>/<adapter name>)")]
+PrivateOption = Annotated[bool, typer.Option("--private", help="create the Hub repo private")]
+DataDirOption = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="local data mirror (default $ZOO_DATA_DIR, else the Hub)")]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, publish, find and evaluate parameter-efficient adapters.")
@@ -26,11 +35,11 @@ def train(
     set_: List[str] = typer.Option([], "--set", help="override a recipe field: KEY=VALUE, dotted (train.epochs=1)"),
     output_dir: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
     push: bool = typer.Option(False, "--push", help="publish the trained adapter (see --hub)"),
-    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
-    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub repo ORG/NAME (default <your user>/<adapter name>)"),
-    private: bool = typer.Option(False, "--private", help="create the Hub repo private"),
+    hub: HubOption = None,
+    repo_id: RepoIdOption = None,
+    private: PrivateOption = False,
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's last checkpoint"),
-    data_dir: Optional[Path] = typer.Option(None, help="local data mirror (default $ZOO_DATA_DIR, else the Hub)"),
+    data_dir: DataDirOption = None,
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
     """Train one adapter from a recipe, evaluate it on validation, and optionally publish it."""
@@ -92,9 +101,13 @@ def recipe(
 
     try:
         r = apply_overrides(load_recipe(path), list(set_))
+        from zoo.methods import of_recipe
+
+        method = of_recipe(r)  # a method the zoo does not know is said here, not after minutes of training
     except ZooError as e:
         _fail(e)
     typer.echo(f"{r.name}: {r.description}")
+    typer.echo(f"  method: {method.title} ({method.summary})")
     for key, value, kind, text in describe(r):
         typer.echo(f"  {key:34} = {value[:60]:40} {kind[:28]:28} {text[:70]}")
 
@@ -102,9 +115,9 @@ def recipe(
 @app.command()
 def push(
     folder: Path = typer.Argument(..., help="an adapter folder written by `zoo train`"),
-    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
-    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Hub repo ORG/NAME (default <your user>/<adapter name>)"),
-    private: bool = typer.Option(False, "--private", help="create the Hub repo private"),
+    hub: HubOption = None,
+    repo_id: RepoIdOption = None,
+    private: PrivateOption = False,
 ):
     """Publish an adapter folder: one commit on the Hugging Face Hub, or a new local-hub revision."""
     try:
@@ -116,7 +129,7 @@ def push(
 @app.command()
 def pull(repo: str = typer.Argument(..., help="Hub repo ORG/NAME, optionally @REVISION")):
     """Download an adapter from the Hugging Face Hub into the local cache; prints its folder."""
-    from zoo.artifact.record import read_meta
+    from zoo.artifact.record import read_record
     from zoo.hub.backends import HFHub, parse_repo
 
     try:
@@ -124,8 +137,8 @@ def pull(repo: str = typer.Argument(..., help="Hub repo ORG/NAME, optionally @RE
         if parsed is None:
             raise ZooError(f"{repo!r} is not a repo id: use ORG/NAME or ORG/NAME@REVISION")
         folder = HFHub().pull(*parsed)
-        meta = read_meta(folder)
-        typer.echo(f"{meta['name']}: {meta['method']} on {meta['base_model']}, task {meta['task']}")
+        record = read_record(folder)
+        typer.echo(f"{record.name}: {record.method} on {record.base_model}, task {record.task}")
         typer.echo(str(folder))
     except ZooError as e:
         _fail(e)
@@ -136,7 +149,7 @@ def list_(
     base: Optional[str] = typer.Option(None, help="only adapters for this base model"),
     task: Optional[str] = typer.Option(None, help="only this task, e.g. glue/sst2"),
     method: Optional[str] = typer.Option(None, help="only this method, e.g. lora"),
-    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
+    hub: HubOption = None,
 ):
     """List published adapters, filtered by base model, task and method."""
     from zoo.hub.backends import get_hub
@@ -168,7 +181,7 @@ def eval_(
     adapter: str = typer.Argument(..., help="published adapter name, e.g. sst2-lora (or an adapter folder)"),
     base: Optional[str] = typer.Option(None, help="base model the adapter was published for"),
     split: str = typer.Option("validation", help="train, validation or test"),
-    data_dir: Optional[Path] = typer.Option(None, help="local data mirror (default $ZOO_DATA_DIR, else the Hub)"),
+    data_dir: DataDirOption = None,
     max_samples: Optional[int] = typer.Option(None, help="evaluate on a seeded sample of the split"),
     as_json: bool = typer.Option(False, "--json", help="end with one JSON line of metrics"),
     progress: bool = typer.Option(True, help="show a progress bar"),
@@ -203,45 +216,18 @@ def predict(
 ):
     """Predict with one or more adapters on their shared base (one mixed batch for all of them)."""
     from zoo.serve.loading import load
-    from zoo.serve.registry import AdapterHandle
+    from zoo.serve.multi import predict_each
 
     try:
-        handles = [load(base, adapter=a) for a in adapter]
-        inputs, names, owners = [], [], []
-        for handle in handles:
-            for text in texts:
-                if handle.is_pair:
-                    if " ||| " not in text:
-                        raise ZooError(f"{handle.name} is a sentence-pair task: write 'premise ||| hypothesis'")
-                    item = tuple(part.strip() for part in text.split(" ||| ", 1))
-                else:
-                    item = text
-                inputs.append(item)
-                names.append(handle.name)
-                owners.append(handle)
-        causal = any(h.is_causal for h in handles)
-        shared = all(isinstance(h, AdapterHandle) for h in handles) and len({id(h.zoo) for h in handles}) == 1
-        if shared and not causal:  # every classifier on one base: one mixed batch
-            rows = handles[0].zoo.predict(inputs, adapters=names)
-        else:  # causal entries answer in words (verbalizer) or text, one adapter at a time
-            rows = []
-            for h in handles:
-                mine = [x for x, o in zip(inputs, owners) if o is h]
-                if h.is_causal and not h.labels:
-                    rows += [{"label": None, "text": t} for t in h.generate(mine)]
-                else:
-                    rows += h.predict(mine)
+        out = predict_each([load(base, adapter=a) for a in adapter], list(texts))
     except ZooError as e:
         _fail(e)
-    out = []
-    for name, item, row in zip(names, inputs, rows):
-        text = " ||| ".join(item) if isinstance(item, tuple) else item
-        out.append({"adapter": name, "input": text, **{k: row[k] for k in ("label", "score", "scores", "text") if k in row}})
+    for row in out:
         if "score" in row:
-            typer.echo(f"{name:28} {row['label']:16} {row['score']:.3f}  {text[:70]}")
+            typer.echo(f"{row['adapter']:28} {row['label']:16} {row['score']:.3f}  {row['input'][:70]}")
         else:
-            typer.echo(f"{name:28} {str(row['label'] or ('(no answer)' if 'no_answer' in row else '')):16} "
-                       f"{text[:40]!r} -> {row['text'][:80]!r}")
+            typer.echo(f"{row['adapter']:28} {str(row['label'] or ('(no answer)' if 'no_answer' in row else '')):16} "
+                       f"{row['input'][:40]!r} -> {row['text'][:80]!r}")
     if as_json:
         typer.echo(json.dumps(out))
 
@@ -279,7 +265,7 @@ def generate(
 
 @app.command()
 def demo(
-    hub: Optional[str] = typer.Option(None, "--hub", help="hf (Hugging Face Hub) or local; default: hf when a token is configured"),
+    hub: HubOption = None,
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to let others on the network in)"),
     port: int = typer.Option(7860, help="port to listen on"),
     max_chars: int = typer.Option(2000, help="longest text a request may send, per field"),
@@ -287,6 +273,10 @@ def demo(
     coalesce: bool = typer.Option(True, help="run concurrent requests to one base's classifiers as one mixed batch"),
 ):
     """Launch the demo Space locally: try every published adapter, all tasks at once, compare methods, results."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # the demo's one optional dependency: say how to get it
+        _fail(ZooError("the demo needs gradio, which is not installed; install it with: pip install 'adapter-zoo[space]'"))
     try:
         from zoo.demo.catalogue import Catalogue
 
