@@ -194,9 +194,9 @@ def space_home(tmp_path_factory, tiny_bert, tiny_llama) -> Path:
     model, two causal entries on tiny_llama (an Alpaca LoRA and a zero-shot SST-2 prompt), and one adapter whose
     weights were damaged after it was published."""
     from tests.test_causal import quick as causal_quick
-    from zoo.hub.local import LocalHub
     from zoo import apply_overrides, load_recipe
     from zoo.data.tasks import TASKS
+    from zoo.hub.local import LocalHub
     from zoo.testing import make_adapter
     from zoo.training import train
 

@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import ROOT, quick_overrides
 
 import zoo
+from tests.conftest import ROOT, quick_overrides
 from zoo.data.bases import LEGACY_IDS, canonical_base, legacy_ids, same_base
 from zoo.data.sources import resolve_model
 from zoo.errors import AdapterBaseMismatch, ModelNotFound

@@ -12,10 +12,10 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from tests.conftest import CAUSAL_RECIPES, SHARED_DATA
 from zoo import apply_overrides, load_recipe
-from zoo.training.causal_data import collator, encode_example, rouge
-from zoo.errors import BadInput, RecipeError
 from zoo.config.prompts import PromptFormat, label_words, render, verbalize
+from zoo.errors import BadInput, RecipeError
 from zoo.training import train
+from zoo.training.causal_data import collator, encode_example, rouge
 
 
 class Snapshot(TrainerCallback):

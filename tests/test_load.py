@@ -12,7 +12,13 @@ import torch
 import zoo
 from tests.conftest import quick_overrides
 from zoo import apply_overrides, load_recipe
-from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter, ZooError
+from zoo.errors import (
+    AdapterBaseMismatch,
+    AdapterNotFound,
+    BadInput,
+    UnsafeAdapter,
+    ZooError,
+)
 from zoo.hub.local import LocalHub
 from zoo.training import train
 

@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from tests.conftest import quick_overrides
 
 import zoo
+from tests.conftest import quick_overrides
 from zoo.config.prompts import render_inputs
 from zoo.config.recipe import method_name
 from zoo.errors import UnsafeAdapter, UnsupportedAdapter

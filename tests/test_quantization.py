@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from zoo.errors import QuantizationUnavailable
-from zoo.models.quantization import cpu_4bit_status, four_bit_config, is_quantized, load_4bit, quantized_bytes
+from zoo.models.quantization import (
+    cpu_4bit_status,
+    four_bit_config,
+    is_quantized,
+    load_4bit,
+    quantized_bytes,
+)
 
 bnb = pytest.importorskip("bitsandbytes")
 CAN_4BIT = torch.cuda.is_available() or cpu_4bit_status()[0]

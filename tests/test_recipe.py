@@ -7,8 +7,8 @@ from peft import LoraConfig, VeraConfig
 
 from tests.conftest import RECIPES
 from zoo import Recipe, TrainArgs, apply_overrides, load_recipe
-from zoo.errors import RecipeError, UnknownMethod, UnknownTask
 from zoo.config.recipe import snake_case
+from zoo.errors import RecipeError, UnknownMethod, UnknownTask
 from zoo.methods import METHODS, of_recipe
 
 

@@ -15,8 +15,8 @@ import torch
 
 import zoo
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter
-from zoo.serve.loading import load_folder
 from zoo.hub.local import LocalHub
+from zoo.serve.loading import load_folder
 from zoo.serve.registry import Zoo
 from zoo.testing import make_adapter
 

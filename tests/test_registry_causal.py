@@ -32,7 +32,13 @@ LLAMA_TOP = ("model.layers.1.", "model.norm.")  # what a last-layers run trains:
 
 
 def peft_config(method: str, linears=LLAMA_LINEARS, conv1d: bool = False):
-    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+    from peft import (
+        IA3Config,
+        LoraConfig,
+        PrefixTuningConfig,
+        PromptEncoderConfig,
+        PromptTuningConfig,
+    )
 
     return {
         "lora": lambda: LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=linears, fan_in_fan_out=conv1d),
@@ -191,9 +197,9 @@ def test_base_stays_frozen_switching_back_reproduces_and_threads_agree(registry,
 
 def test_handles_generate_predict_and_refuse_logits(registry, tiny_llama, alone, tmp_path, zoo_home):
     import zoo
+    from zoo.config.prompts import answer, render_inputs
     from zoo.errors import BadInput
     from zoo.hub.local import LocalHub
-    from zoo.config.prompts import answer, render_inputs
     from zoo.serve.registry import AdapterHandle, clear_shared
 
     folder = make_causal_adapter(tiny_llama, tmp_path / "verbalizer", name="sst2-verbalizer", method="lora", seed=7,
@@ -262,8 +268,13 @@ def test_bad_adapters_and_bad_inputs_leave_the_registry_serving(registry, folder
     from safetensors.torch import load_file, save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from zoo.errors import UnsupportedAdapter
-    from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, UnsafeAdapter
+    from zoo.errors import (
+        AdapterBaseMismatch,
+        AdapterNotFound,
+        BadInput,
+        UnsafeAdapter,
+        UnsupportedAdapter,
+    )
 
     names = list(registry.names)
     # trained on another base (wider hidden size): the message names both bases; relabelled: refused on shapes

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.demo.catalogue import Catalogue, EntryFailed, EntryNotFound
 from zoo.errors import BadInput, ZooError
 from zoo.hub.backends import LocalBackend
 from zoo.hub.local import LocalHub
-from zoo.demo.catalogue import Catalogue, EntryFailed, EntryNotFound
 
 TEXT = "a gripping , beautifully acted film"
 SECOND = "the film is good"
@@ -176,8 +176,8 @@ def test_refresh_picks_up_a_new_revision(tiny_bert, tmp_path):
 
 def test_strangers_odd_metadata_is_refused_and_the_rest_is_listed(tiny_bert, tmp_path):
     """zoo.json and cards come from strangers: names become folder names, ids and page text."""
-    from zoo.errors import UnsafeAdapter
     from zoo.demo.catalogue import entry_of
+    from zoo.errors import UnsafeAdapter
     from zoo.testing import make_adapter
 
     hub = LocalHub(tmp_path / "hub")

@@ -276,9 +276,8 @@ def test_space_folder_is_a_space_and_its_bundle_runs_on_its_own(space_home, spac
     """spaces/ has the Space front matter and requirements; the bundle (spaces/ + the adapter-zoo wheel, listed in
     requirements.txt) starts with `python app.py` as a Space does (GRADIO_SERVER_* from the environment), with
     the package installed from that wheel, as the Space installs it."""
-    import tomllib
-
     import gradio
+    import tomllib
     from huggingface_hub import SpaceCard
 
     card = SpaceCard.load(ROOT / "spaces" / "README.md")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoo.errors import DataNotFound, EmptyDataset
 from zoo.data.metrics import classification_metrics, majority_baseline
 from zoo.data.tasks import TASKS, get_task, load_split
+from zoo.errors import DataNotFound, EmptyDataset
 
 
 def test_sst2_from_the_mirror(shared_data):

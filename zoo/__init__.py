@@ -12,6 +12,7 @@ torch, transformers or PEFT; ``zoo.load``, ``zoo.train`` and ``zoo.Zoo`` import 
     []
 """
 
+from zoo._quiet import quiet
 from zoo._version import __version__
 from zoo.config.generation import GenerationArgs
 from zoo.config.overrides import apply_overrides
@@ -50,11 +51,10 @@ def load(base: str, *, adapter: str, hub=None):
 
     ``base`` is a Hub id in either form (``roberta-large`` or ``FacebookAI/roberta-large``); see
     ``zoo.serve.loading.load``."""
-    from zoo.serve.loading import (
-        load as _load,  # torch and transformers, on first use only
-    )
+    with quiet():  # torch and transformers on first use; their known import notices are not the user's
+        from zoo.serve.loading import load as _load
 
-    return _load(base, adapter=adapter, hub=hub)
+        return _load(base, adapter=adapter, hub=hub)
 
 
 def list_adapters(*, base=None, task=None, method=None, hub=None) -> list:
@@ -68,16 +68,16 @@ def list_adapters(*, base=None, task=None, method=None, hub=None) -> list:
 
 def train(recipe, **kwargs):
     """Train a Recipe; see ``zoo.training.train``."""
-    from zoo.training import (
-        train as _train,  # torch, transformers and PEFT, on first use only
-    )
+    with quiet():  # torch, transformers and PEFT, on first use only
+        from zoo.training import train as _train
 
-    return _train(recipe, **kwargs)
+        return _train(recipe, **kwargs)
 
 
 def __getattr__(name):
     if name == "Zoo":  # imported on first use: it pulls in torch and transformers
-        from zoo.serve.registry import Zoo
+        with quiet():
+            from zoo.serve.registry import Zoo
 
         return Zoo
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

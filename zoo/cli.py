@@ -330,7 +330,10 @@ def hub_serve(
 
 
 def main() -> None:
-    app()
+    from zoo._quiet import quiet
+
+    with quiet():  # the zoo's own process: known library notices are filtered for its whole length
+        app()
 
 
 if __name__ == "__main__":

@@ -2,17 +2,9 @@
 create model repos, commit files, read model info and cards, list models and download files.
 
 It lets a team share adapters with any Hugging Face tool over ``HF_ENDPOINT`` (``zoo hub serve``),
-and lets the tests run the real ``huggingface_hub`` client over real HTTP. Storage is a folder:
-
-    <root>/<namespace>/<name>/
-        info.json                 private flag, creation time
-        refs/main                 the sha of the current commit (swapped with one atomic rename)
-        commits/<sha>.json        parent, title, date, {path: blob oid}
-        blobs/<oid>               file contents, content-addressed (git blob sha1)
-
-A commit becomes visible only after its whole body has been received and its blobs written, by
-the rename of ``refs/main``: a client that dies (or a server that stops) mid-commit leaves the
-repo as it was. Tokens are compared, never logged or stored.
+and lets the tests run the real ``huggingface_hub`` client over real HTTP. Storage is a folder of
+repos with commits (``zoo.hub.repo_store``): a commit becomes visible only once it is whole, so a
+client that dies mid-commit leaves the repo as it was. Tokens are compared, never logged or stored.
 
     ZOO_HUB_TOKEN="$TEAM_TOKEN" zoo hub serve --root ~/zoo-hub --port 8008 --user team   # the token: from the environment
     HF_ENDPOINT=http://127.0.0.1:8008 HF_TOKEN="$TEAM_TOKEN" zoo push runs/sst2-lora/adapter --hub hf

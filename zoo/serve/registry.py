@@ -3,27 +3,16 @@
     import zoo
     z = zoo.Zoo("sentence-transformers/all-MiniLM-L6-v2")
     z.add("sst2-lora"); z.add("tweet-emotion-ia3"); z.add("rte-prefix-tuning")
-    z.predict(["what a film", ("A man sleeps.", "A person rests.")],
-                  adapters=["sst2-lora", "rte-prefix-tuning"])
+    z.predict(["what a film", ("A man sleeps.", "A person rests.")], adapters=["sst2-lora", "rte-prefix-tuning"])
 
-How a mixed request is computed: rows are grouped by what they need from the base (plain rows
-for LoRA, IA3 and last-layers; rows with N prepended virtual tokens for prompt tuning and
-P-tuning; rows with an N-token prefix for prefix tuning), each group is sorted by length and cut
-into batches, and each batch is ONE forward pass of the shared base in which every row gets its
-own adapter's deltas (see ``zoo.serve.routing``). The base's weights are never touched: they are frozen,
-shared by every adapter, and bit-identical before and after.
-
-A decoder-only base (Llama, GPT-2) is loaded once as a causal LM. It serves causal-LM adapters
-through :meth:`Zoo.generate` (transformers' own ``generate``, so greedy, beams and sampling all
-work, with every row routed to its adapter), and classification adapters on the same backbone
-through a sequence-classification shell that shares it (``score`` head, last-token pooling).
-
-Memory: adapters stay resident after use. With ``max_adapters`` or ``max_bytes`` the least
-recently used adapter is evicted when the budget is exceeded and reloaded on its next request.
-
-This module holds the :class:`Zoo` itself (its adapters, their eviction, and the classification
-forward) and the process-wide registries of :func:`shared`. Loading and wrapping the base is in
-``zoo.serve.base``, generation in ``zoo.serve.generation``, and :class:`AdapterHandle` in ``zoo.serve.handles``.
+A mixed request: rows are grouped by what they need from the base (plain rows for LoRA, IA3 and
+last-layers; rows with N virtual tokens for prompt and P-tuning; rows with an N-token prefix), each
+group sorted by length and cut into batches, and each batch is ONE forward pass of the shared base in
+which every row gets its own adapter's deltas (``zoo.serve.routing``). The base's weights are frozen,
+shared, and bit-identical before and after. A decoder-only base is loaded once as a causal LM: it
+serves causal adapters through :meth:`Zoo.generate` and classifiers through a shell sharing its
+backbone. Adapters stay resident; ``max_adapters`` / ``max_bytes`` evict the least recently used.
+The base is loaded and wrapped in ``zoo.serve.base``, generation is ``zoo.serve.generation``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ ROUGE-1/2/L of generated summaries; accuracy and "no answer" rate of verbalized 
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.artifact.card import render_card
 from zoo.artifact.plots import plot_training_curve
 from zoo.artifact.record import AdapterRecord
 from zoo.config.prompts import label_words, render, verbalize
@@ -42,9 +40,10 @@ from zoo.training.common import (
     folder_size,
     parameter_counts,
     peak_memory_bytes,
+    provenance,
     training_arguments,
-    versions,
     write_atomically,
+    write_record_and_card,
 )
 
 SAMPLES_IN_CARD = 3
@@ -214,13 +213,10 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         efficiency["adapter_bytes"] = folder_size(folder, {weights}) if weights else 0
         full = record.replace(
             weights=weights, metrics={"validation": metrics}, official_metric=official_name(task) if task.labels else None,
-            baseline=baseline, efficiency=efficiency, samples=tuple(samples), recipe=recipe.to_dict(),
-            data_source=str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
-            history=tuple(history), training_curve=curve, versions=versions(),
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            baseline=baseline, efficiency=efficiency, samples=tuple(samples), history=tuple(history),
+            training_curve=curve, **provenance(recipe, task),
         )
-        full.write(folder)
-        (folder / "README.md").write_text(render_card(full, method.text(causal=True)))
+        write_record_and_card(folder, full, method)
 
     adapter_dir = output_dir / "adapter"
     main_process = icl or trainer.is_world_process_zero()  # under `accelerate launch`, one process writes

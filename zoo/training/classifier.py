@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from zoo.artifact.card import render_card
 from zoo.artifact.plots import plot_training_curve
 from zoo.artifact.record import AdapterRecord
 from zoo.config.recipe import Recipe
@@ -25,9 +23,10 @@ from zoo.training.common import (
     folder_size,
     parameter_counts,
     peak_memory_bytes,
+    provenance,
     training_arguments,
-    versions,
     write_atomically,
+    write_record_and_card,
 )
 
 
@@ -136,13 +135,9 @@ def train_classifier(
             task_description=task.description, method=method.name, weights=weights, labels=tuple(task.labels),
             text_fields=("text", "text_pair") if task.is_pair else ("text",), max_length=t.max_length,
             metrics={"validation": metrics}, official_metric=official_name(task), baseline=baseline,
-            efficiency=efficiency, recipe=recipe.to_dict(),
-            data_source=str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
-            history=tuple(history), training_curve=curve, versions=versions(),
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            efficiency=efficiency, history=tuple(history), training_curve=curve, **provenance(recipe, task),
         )
-        record.write(folder)
-        (folder / "README.md").write_text(render_card(record, method.text(causal=False)))
+        write_record_and_card(folder, record, method)
 
     adapter_dir = output_dir / "adapter"
     main_process = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes

@@ -5,8 +5,10 @@ finished adapter folder.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,8 @@ from typing import Any
 import torch
 
 from zoo._version import __version__
+from zoo.artifact.card import render_card
+from zoo.artifact.record import AdapterRecord
 from zoo.config.recipe import Recipe
 
 
@@ -110,3 +114,16 @@ def folder_size(folder: Path, names=None) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and (names is None or p.name in names))
 
 
+
+
+def provenance(recipe: Recipe, task) -> dict:
+    """What every record says of its run: the resolved recipe, where the data came from, library versions, when."""
+    return {"recipe": recipe.to_dict(), "versions": versions(),
+            "data_source": str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_record_and_card(folder: Path, record: AdapterRecord, method) -> None:
+    """zoo.json and the model card (README.md) of a finished adapter folder."""
+    record.write(folder)
+    (folder / "README.md").write_text(render_card(record, method.text(causal=record.causal)))
