@@ -51,6 +51,13 @@ def test_resolver_points_either_spelling_at_a_local_copy(tiny_roberta, monkeypat
         resolve_model("roberta-large")
 
 
+def test_every_legacy_id_in_the_table_finds_the_copy_of_its_organisation_form(tiny_bert, monkeypatch):
+    assert len(LEGACY_IDS) >= 40
+    for legacy, canonical in LEGACY_IDS.items():
+        monkeypatch.setenv("ZOO_MODEL_PATHS", f"{canonical}={tiny_bert}")
+        assert resolve_model(legacy).path == resolve_model(canonical).path == str(tiny_bert.resolve()), legacy
+
+
 def test_the_mission_line_works_after_training_the_shipped_mnli_recipe(tiny_roberta, tiny_bert, mnli_mirror, tmp_path):
     env = {**os.environ, "ZOO_HOME": str(tmp_path / "home"), "ZOO_MODEL_PATHS": f"FacebookAI/roberta-large={tiny_roberta}"}
     sets = [a for o in quick_overrides(tiny_bert, mnli_mirror) if not o.startswith("base_model=") for a in ("--set", o)]

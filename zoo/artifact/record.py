@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 
 from zoo.config.generation import GENERATION_DEFAULTS, check_generation
 from zoo.config.prompts import label_words
@@ -36,8 +36,6 @@ def check_safe_folder(folder: Path, weights: str | None) -> None:
         extra = f"; it holds pickled weights ({', '.join(pickles)}), which the zoo never loads" if pickles else ""
         raise UnsafeAdapter(f"adapter folder {folder} has no {weights}{extra}; re-save it with safetensors")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(folder / weights), framework="pt") as f:
             list(f.keys())
     except (SafetensorError, OSError, ValueError) as e:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
 from zoo.artifact.record import FULL_WEIGHTS, AdapterRecord, check_safe_folder
 from zoo.config.recipe import FullFineTuning
 from zoo.errors import UnsafeAdapter
@@ -28,7 +30,6 @@ def save(model, config, folder: Path, tokenizer) -> str:
 
 def load_alone(base, folder: Path, record: AdapterRecord, dtype=None):
     """The folder is the whole model: no base is loaded."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     check_safe_folder(folder, FULL_WEIGHTS)
     tokenizer = AutoTokenizer.from_pretrained(folder)

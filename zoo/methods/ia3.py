@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from peft import IA3Config
+
 from zoo.errors import AdapterBaseMismatch
 from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value
@@ -55,7 +57,6 @@ def read(state: dict, record, layout, where: str, folder) -> AdapterWeights:
 
 
 def _defaults(task_type: str = "SEQ_CLS"):
-    from peft import IA3Config
 
     return IA3Config(task_type=task_type)
 

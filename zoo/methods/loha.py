@@ -7,12 +7,13 @@ adapter with PEFT on a base of its own, and the demo and ``zoo list`` show it li
 
 from __future__ import annotations
 
+from peft import LoHaConfig
+
 from zoo.methods import peft_common
 from zoo.methods.base import Method
 
 
 def _defaults(task_type: str = "SEQ_CLS"):
-    from peft import LoHaConfig
 
     return LoHaConfig(task_type=task_type, r=4, alpha=8, target_modules=["query", "value"])
 

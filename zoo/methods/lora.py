@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from peft import LoraConfig, prepare_model_for_kbit_training
+
 from zoo.errors import AdapterBaseMismatch, UnsafeAdapter
 from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value, is_falsy
@@ -55,7 +57,6 @@ SERVED_FIELDS = {
 
 
 def prepare_qlora(model, config, task_type: str):
-    from peft import prepare_model_for_kbit_training
 
     # Casts norms to float32 and enables input gradients; no gradient checkpointing (small models, CPU).
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -89,7 +90,6 @@ def read(state: dict, record, layout, where: str, folder) -> AdapterWeights:
 
 
 def _defaults(task_type: str = "SEQ_CLS"):
-    from peft import LoraConfig
 
     return LoraConfig(task_type=task_type, r=8, lora_alpha=16, target_modules=["query", "key", "value", "dense"])
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from peft import PrefixTuningConfig
+
 from zoo.errors import AdapterBaseMismatch
 from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value
@@ -30,7 +32,6 @@ def read(state: dict, record, layout, where: str, folder) -> AdapterWeights:
 
 
 def _defaults(task_type: str = "SEQ_CLS"):
-    from peft import PrefixTuningConfig
 
     return PrefixTuningConfig(task_type=task_type, num_virtual_tokens=8)
 

@@ -9,6 +9,8 @@ prepended to every input's embeddings.
 
 from __future__ import annotations
 
+from peft import PromptEncoderConfig, PromptTuningConfig
+
 from zoo.errors import AdapterBaseMismatch, UnsafeAdapter, UnsupportedAdapter
 from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value
@@ -54,13 +56,11 @@ def _reader(peft_type: str, allowed: dict):
 
 
 def _prompt_tuning_defaults(task_type: str = "SEQ_CLS"):
-    from peft import PromptTuningConfig
 
     return PromptTuningConfig(task_type=task_type, num_virtual_tokens=8)
 
 
 def _p_tuning_defaults(task_type: str = "SEQ_CLS"):
-    from peft import PromptEncoderConfig
 
     return PromptEncoderConfig(task_type=task_type, num_virtual_tokens=8, encoder_hidden_size=32)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from zoo.data.sources import ResolvedModel
 from zoo.errors import RecipeError
 from zoo.models.quantization import load_4bit
@@ -9,7 +11,6 @@ from zoo.models.quantization import load_4bit
 
 def load_base_causal(base: ResolvedModel, *, quantization=None, dtype=None):
     """The causal LM and its tokenizer (with a pad token); 4-bit when ``quantization`` is a BitsAndBytesConfig."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=base.local_files_only)
     kwargs = {"local_files_only": base.local_files_only, "use_safetensors": None if base.source == "hub" else True}

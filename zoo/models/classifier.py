@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
 from zoo.data.sources import ResolvedModel
 from zoo.models.quantization import load_4bit
 
@@ -10,8 +13,6 @@ def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=
     """The base model with a fresh classification head for ``labels``; its tokenizer with a pad token.
 
     ``quantization`` (a BitsAndBytesConfig): the base in 4-bit for QLoRA, the head in full precision."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=base.local_files_only)
     level = hf_logging.get_verbosity()

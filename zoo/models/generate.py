@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from zoo.config.generation import (  # the registry's rules, for a model loaded alone too
     check_generation,
@@ -35,7 +36,6 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_length: int):
 def generate_texts(model, tokenizer, prompts: Sequence[str], *, max_length: int, settings: dict,
                    batch_size: int = 8, progress: bool = False, desc: str = "generating", **overrides) -> list[str]:
     """Each prompt's continuation (new tokens only, decoded without special tokens), in input order."""
-    from tqdm.auto import tqdm
 
     for i, p in enumerate(prompts):
         if not isinstance(p, str):

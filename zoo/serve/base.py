@@ -15,6 +15,16 @@ import copy
 
 import torch
 from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+)
 
 from zoo.data.sources import ResolvedModel
 from zoo.errors import ZooError
@@ -28,7 +38,6 @@ HEAD_NAMES = ("classifier", "score")
 
 def load_base(resolved: ResolvedModel, dtype):
     """(model, classifier, tokenizer): a classifier twice, or a causal LM and a classification shell sharing its backbone."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(resolved.path, local_files_only=resolved.local_files_only)
     if not _is_decoder_only(config):
@@ -46,10 +55,6 @@ def load_base(resolved: ResolvedModel, dtype):
 
 def _is_decoder_only(config) -> bool:
     """A causal LM (Llama, GPT-2, ...): by its saved architecture, else by its model type."""
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
 
     if getattr(config, "is_encoder_decoder", False):
         return False
@@ -64,7 +69,6 @@ def _classifier_shell(model, tokenizer):
     Its forward is transformers' (last non-pad token pooling, as the adapters were trained with); its
     head is replaced by the per-adapter RoutedHead, so one base in memory serves both kinds.
     """
-    from transformers import AutoModelForSequenceClassification
 
     config = copy.deepcopy(model.config)
     if config.pad_token_id is None:  # pooling finds the last token by the pad id, as load_base_classifier sets it

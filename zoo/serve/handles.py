@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from zoo.config.prompts import answer, render_inputs
 from zoo.errors import BadInput
@@ -47,7 +48,6 @@ class AdapterHandle:
 
     def logits(self, inputs, *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """Raw logits, one row per input; long inputs are truncated to the adapter's max_length."""
-        from tqdm.auto import tqdm
 
         if self.is_causal:
             raise BadInput(f"{self.name!r} is a causal-LM adapter: it has no logits per label; "
@@ -87,7 +87,6 @@ class AdapterHandle:
             raise BadInput(f"{self.name!r} is a classification adapter; use .predict(inputs) or .logits(inputs)")
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
-        from tqdm.auto import tqdm
 
         prompts = render_inputs(self.record.prompt, self.record.examples, self.zoo.tokenizer, inputs)
         step = batch_size * 4 if progress else max(len(prompts), 1)  # progress: report every few batches

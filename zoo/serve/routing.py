@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from zoo.models.layers import linear_features
 
@@ -89,7 +90,6 @@ def prompt_embeddings(route: Route) -> torch.Tensor:
 
 def prefix_cache(route: Route, dtype: torch.dtype):
     """Each row's past keys/values (prefix tuning), laid out as PEFT's prefix tuning lays them out."""
-    from transformers import DynamicCache
 
     segments = route.segments
     pkv = torch.cat([s.adapter.prefix.unsqueeze(0).expand(s.stop - s.start, -1, -1) for s in segments])

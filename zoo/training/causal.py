@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import EarlyStoppingCallback, Trainer, set_seed
 
 from zoo.artifact.plots import plot_training_curve
 from zoo.artifact.record import AdapterRecord
@@ -104,7 +105,6 @@ def evaluate_generations(model, tokenizer, task, record: AdapterRecord, rows: li
 def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progress: bool = True, callbacks=(),
                  method: Method | None = None):
     """Train (or, in context, only measure) a causal recipe; write ``<output_dir>/adapter``."""
-    from transformers import EarlyStoppingCallback, Trainer, set_seed
 
     method = method or of_recipe(recipe)
     task = get_task(recipe.task)

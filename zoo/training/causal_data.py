@@ -13,6 +13,9 @@ import math
 from typing import Sequence
 
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import DataCollatorForSeq2Seq
 
 from zoo.config.prompts import render
 
@@ -59,7 +62,6 @@ def tokenize_causal(ds, tokenizer, fmt: dict, task, verbalizer, max_length: int,
 
 def collator(tokenizer):
     """Pads each batch on the right: pad id for inputs, -100 for labels (no loss on padding)."""
-    from transformers import DataCollatorForSeq2Seq
 
     return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
 
@@ -67,8 +69,6 @@ def collator(tokenizer):
 def answer_perplexity(model, dataset, data_collator, *, batch_size: int = 16, progress: bool = False,
                       desc: str = "perplexity") -> dict:
     """exp(mean negative log-likelihood of the answer tokens) over ``dataset`` (prompt tokens excluded)."""
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
     columns = [c for c in ("input_ids", "attention_mask", "labels") if c in dataset.column_names]
     loader = DataLoader(dataset.select_columns(columns), batch_size=batch_size, collate_fn=data_collator)

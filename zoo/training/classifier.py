@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    set_seed,
+)
 
 from zoo.artifact.plots import plot_training_curve
 from zoo.artifact.record import AdapterRecord
@@ -54,12 +60,6 @@ def train_classifier(
 ) -> TrainResult:
     """Train ``recipe``, evaluate on validation, write ``<output_dir>/adapter`` (default runs/<name>)."""
     method = method or of_recipe(recipe)
-    from transformers import (
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        Trainer,
-        set_seed,
-    )
 
     task = get_task(recipe.task)
     t = recipe.train

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import accelerate
+import datasets
+import peft
+import safetensors
 import torch
+import transformers
+from transformers import TrainingArguments
 
 from zoo._version import __version__
 from zoo.artifact.card import render_card
@@ -33,11 +39,6 @@ class TrainResult:
 
 
 def versions() -> dict:
-    import accelerate
-    import datasets
-    import peft
-    import safetensors
-    import transformers
 
 
     return {
@@ -61,7 +62,6 @@ def parameter_counts(model) -> tuple[int, int]:
 
 
 def training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress: bool, greater_is_better: bool = True):
-    from transformers import TrainingArguments
 
     t = recipe.train
     strategy = "steps" if t.eval_steps else "epoch"
