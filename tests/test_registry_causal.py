@@ -152,6 +152,10 @@ def test_every_causal_method_in_one_mixed_call_matches_plain_peft(registry, alon
     got = registry.generate([PROMPTS[i] for _, i in requests], adapters=[n for n, _ in requests], max_new_tokens=12)
     for (name, i), text in zip(requests, got):
         assert text == alone[name][i], (name, i)
+    # the virtual tokens were added inside generate by a hook that exists only during the registry's calls:
+    # between them the shared model is the untouched transformers model
+    assert "prepare_inputs_for_generation" not in vars(registry.model)
+    assert registry.generation_hook._active == 0
     # every adapter changes what the bare base says (ICL is the bare base), and two methods differ
     for name in SPECS:
         if name != "sst2-icl":
