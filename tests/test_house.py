@@ -111,3 +111,28 @@ def test_demo_without_gradio_says_how_to_install_it(tmp_path):
                          env={**os.environ, "ZOO_HOME": str(tmp_path)})
     assert out.returncode == 2
     assert "pip install 'adapter-zoo[space]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_quiet_from_many_threads_leaves_the_filters_as_it_found_them():
+    import threading
+    import warnings
+
+    from zoo._quiet import quiet
+
+    warnings.filterwarnings("ignore", message="a user's own filter")
+    before = list(warnings.filters)
+    unfiltered = []
+
+    def work():
+        for _ in range(200):
+            with quiet():  # inside every call, whatever the other threads do, the filters are there
+                if not any(f[1] is not None and f[1].pattern.startswith("Position ids") for f in warnings.filters):
+                    unfiltered.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not unfiltered
+    assert warnings.filters == before

@@ -75,10 +75,13 @@ def imports(module: str, source: str, *, is_package: bool = False) -> list[tuple
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            for alias in node.names:  # `from zoo.serve import registry` imports the module zoo.serve.registry
+            for alias in node.names:  # `from zoo.serve import registry` runs zoo/serve/__init__ and imports registry
                 sub = f"{target}.{alias.name}"
-                add(sub if (PACKAGE.parent / Path(*sub.split("."))).with_suffix(".py").exists()
-                    or (PACKAGE.parent / Path(*sub.split("."))).is_dir() else target, node)
+                is_module = ((PACKAGE.parent / Path(*sub.split("."))).with_suffix(".py").exists()
+                             or (PACKAGE.parent / Path(*sub.split("."))).is_dir())
+                add(target, node)
+                if is_module:
+                    add(sub, node)
         elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
               and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             add(node.args[0].value, node)
@@ -155,6 +158,15 @@ def test_import_graph_is_a_dag():
 def test_the_checker_catches_upward_and_lazy_imports(module, source, expected):
     found = violations(module, source)
     assert found and expected in found[0], found
+
+
+def test_a_package_imported_by_its_own_submodule_is_a_cycle():
+    modules = {"zoo.methods": ("from zoo.methods.lora import LORA", True),
+               "zoo.methods.lora": ("from zoo.methods import peft_common", False),
+               "zoo.methods.peft_common": ("", False)}
+    edges = {m: {t for t, _, _ in imports(m, src, is_package=pkg)} for m, (src, pkg) in modules.items()}
+    assert "zoo.methods" in edges["zoo.methods.lora"], "`from PKG import sub` runs PKG/__init__: an edge to PKG"
+    assert edges["zoo.methods.lora"] == {"zoo.methods", "zoo.methods.peft_common"}
 
 
 def test_the_checker_accepts_downward_imports():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import warnings
 
@@ -35,7 +36,8 @@ _WARNINGS = (
 )
 _BNB_LOGGER = "bitsandbytes.backends.cpu.ops"
 _LOCK = threading.Lock()
-_DEPTH = 0  # nested or concurrent zoo calls share one logging filter
+_DEPTH = 0  # nested or concurrent zoo calls share one set of filters: added by the first, removed by the last
+_ADDED: list = []  # the exact filter entries we inserted, removed by identity (a user's own stay untouched)
 
 
 def _not_kernels_notice(record: logging.LogRecord) -> bool:
@@ -46,20 +48,25 @@ def _not_kernels_notice(record: logging.LogRecord) -> bool:
 def quiet():
     """Filter the known library noise (see the module docstring) for the length of a zoo call.
 
-    Warnings filters are process state in Python; training and loading are not run from several
-    threads at once, and the registry's hot paths (predict, generate) do not use this."""
+    Reference-counted rather than ``warnings.catch_warnings`` (which saves and restores the whole
+    filter list, so two threads interleaving their calls, as concurrent demo requests loading models
+    do, could leave the filters installed for good): the first call in adds them, the last one out
+    removes exactly those entries."""
     global _DEPTH
     with _LOCK:
         _DEPTH += 1
         if _DEPTH == 1:
             logging.getLogger(_BNB_LOGGER).addFilter(_not_kernels_notice)
+            _ADDED[:] = [("ignore", re.compile(message, re.I), category, None, 0) for message, category in _WARNINGS]
+            warnings.filters[:0] = _ADDED
+            warnings._filters_mutated()
     try:
-        with warnings.catch_warnings():
-            for message, category in _WARNINGS:
-                warnings.filterwarnings("ignore", message=message, category=category)
-            yield
+        yield
     finally:
         with _LOCK:
             _DEPTH -= 1
             if _DEPTH == 0:
                 logging.getLogger(_BNB_LOGGER).removeFilter(_not_kernels_notice)
+                warnings.filters[:] = [f for f in warnings.filters if not any(f is a for a in _ADDED)]
+                warnings._filters_mutated()
+                _ADDED.clear()

@@ -12,8 +12,8 @@ import re
 
 from peft import IA3Config
 
+import zoo.methods.peft_common as peft_common
 from zoo.errors import AdapterBaseMismatch
-from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value
 from zoo.methods.served import (
     AdapterWeights,

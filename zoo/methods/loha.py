@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from peft import LoHaConfig
 
-from zoo.methods import peft_common
+import zoo.methods.peft_common as peft_common
 from zoo.methods.base import Method
 
 

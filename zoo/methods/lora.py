@@ -18,8 +18,8 @@ import math
 
 from peft import LoraConfig, prepare_model_for_kbit_training
 
+import zoo.methods.peft_common as peft_common
 from zoo.errors import AdapterBaseMismatch, UnsafeAdapter
-from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value, is_falsy
 from zoo.methods.served import (
     AdapterWeights,

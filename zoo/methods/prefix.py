@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from peft import PrefixTuningConfig
 
+import zoo.methods.peft_common as peft_common
 from zoo.errors import AdapterBaseMismatch
-from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value
 from zoo.methods.prompt import SHARED_FIELDS, virtual_embeddings
 from zoo.methods.served import AdapterWeights, head_of

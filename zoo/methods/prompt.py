@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from peft import PromptEncoderConfig, PromptTuningConfig
 
+import zoo.methods.peft_common as peft_common
 from zoo.errors import AdapterBaseMismatch, UnsafeAdapter, UnsupportedAdapter
-from zoo.methods import peft_common
 from zoo.methods.base import Method, any_value
 from zoo.methods.served import AdapterWeights, check_served_fields, head_of, split_head
 

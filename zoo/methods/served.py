@@ -42,11 +42,6 @@ class AdapterWeights:
         return self.record.name
 
     @property
-    def kind(self) -> str:
-        """The zoo method name."""
-        return self.record.method
-
-    @property
     def labels(self) -> tuple[str, ...]:
         return self.record.labels
 
