@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,11 +163,10 @@ def test_push_twice_makes_a_new_revision_and_a_failed_push_shows_nothing(trained
     assert first.path.is_dir(), "the previous revision is kept"
 
     def broken_copy(src, dst, **kwargs):
-        (dst).mkdir()
-        (dst / "zoo.json").write_text("{}")
+        Path(dst).write_text("{}")
         raise OSError("disk full")
 
-    monkeypatch.setattr("zoo.hub.local.shutil.copytree", broken_copy)
+    monkeypatch.setattr("zoo.hub.local.shutil.copyfile", broken_copy)
     with pytest.raises(ZooError, match="disk full.*nothing was published"):
         hub.push(trained["sst2_full"].adapter_dir)
     assert [e["name"] for e in hub.list()] == ["sst2-lora"]

@@ -227,6 +227,10 @@ def test_bad_adapters_are_refused_and_the_rest_keeps_serving(registry, alone, ad
     shutil.copytree(foreign, forged)
     meta = json.loads((forged / "zoo.json").read_text())
     (forged / "zoo.json").write_text(json.dumps({**meta, "base_model": str(tiny_bert), "name": "forged-lora"}))
+    with pytest.raises(UnsafeAdapter, match="base_model_name_or_path .* disagrees"):  # the config still says
+        registry.add(folder=forged)
+    config = json.loads((forged / "adapter_config.json").read_text())
+    (forged / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(tiny_bert)}))
     with pytest.raises(AdapterBaseMismatch, match="shape"):
         registry.add(folder=forged)
     assert "forged-lora" not in registry.names and "foreign-lora" not in registry.names

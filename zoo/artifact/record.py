@@ -5,6 +5,7 @@ folder (safetensors only, no pickle), and zoo.json, the record of what the adapt
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import re
 from dataclasses import dataclass, field, fields
@@ -14,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 
 from zoo.config.generation import GENERATION_DEFAULTS, check_generation
 from zoo.config.prompts import label_words
+from zoo.data.ids import base_problem, check, name_problem
 from zoo.errors import UnsafeAdapter, UnsupportedFormat
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -42,20 +44,55 @@ def check_safe_folder(folder: Path, weights: str | None) -> None:
         raise UnsafeAdapter(f"{folder / weights} is corrupt or truncated ({e}); publish the adapter again") from None
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+# What a push publishes (the local hub and the Hub alike) and a pull downloads: the record, the card, its
+# plots, configs, tokenizer vocabularies and the record's own weights file. Never a pickle, a hidden
+# file, a link (it could point anywhere on the pusher's disk) or anything in a subfolder.
+PUBLISHED_PATTERNS = ("*.json", "*.safetensors", "README.md", "*.png", "vocab.txt", "merges.txt")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
+
+
+def published_files(folder: Path, record: "AdapterRecord") -> list[str]:
+    """The names of the files a push of ``folder`` publishes, checked: the allow-list above, and of the
+    safetensors files only the record's weights. A link among them is refused (UnsafeAdapter)."""
+    out = []
+    for path in sorted(Path(folder).iterdir()):
+        name = path.name
+        if not _FILE_NAME.fullmatch(name) or not any(fnmatch.fnmatchcase(name, p) for p in PUBLISHED_PATTERNS):
+            continue
+        if name.endswith(".safetensors") and name != record.weights:
+            continue
+        if path.is_symlink():
+            raise UnsafeAdapter(f"{path} is a link; a push publishes plain files only (copy the file into the folder)")
+        if path.is_file():
+            out.append(name)
+    if "zoo.json" not in out:
+        raise UnsafeAdapter(f"{folder}: zoo.json is not a plain file")
+    return out
+
+
+def check_finite_weights(folder: Path, record: "AdapterRecord") -> None:
+    """Refuse to publish weights that hold NaN or infinity (a run that diverged), one tensor at a time."""
+    if record.weights is None:
+        return
+    import torch  # a push is the only caller; `import zoo` and `zoo list` do not need torch
+
+    with safe_open(str(Path(folder) / record.weights), framework="pt") as f:
+        for key in f.keys():
+            tensor = f.get_tensor(key)
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise UnsafeAdapter(f"{folder}: tensor {key} of {record.weights} holds NaN or infinite values "
+                                    "(the training diverged); nothing was published. Train again with a lower "
+                                    "train.learning_rate")
 
 
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")
-_BASE = re.compile(r"^[\w][\w./@:+-]{0,255}$|^/[\w./@:+-]{1,255}$")
 
 
 def check_identity(row, where: str) -> None:
-    """An adapter's name and base are safe to use as folder names and to show on a page: zoo.json comes from strangers."""
-    name, base = row.get("name"), row.get("base_model")
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise UnsafeAdapter(f"{where}: adapter name {str(name)[:80]!r} is not a plain name (letters, digits, '.', '_', '-')")
-    if not isinstance(base, str) or not _BASE.match(base) or any(part in ("..", ".") for part in base.split("/")):
-        raise UnsafeAdapter(f"{where}: base model {str(base)[:80]!r} is not a model id or a plain path")
+    """An adapter's name and base are safe to use as folder names and to show on a page: zoo.json comes from
+    strangers (the rules: ``zoo.data.ids``)."""
+    check(name_problem(row.get("name")), f"{where}: adapter name", row.get("name"), UnsafeAdapter)
+    check(base_problem(row.get("base_model")), f"{where}: base model", row.get("base_model"), UnsafeAdapter)
 
 
 FORMAT = "adapter-zoo/1"  # the zoo.json schema this package writes and reads

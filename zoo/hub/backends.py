@@ -19,19 +19,24 @@ logged or written; messages that come back from the server are scrubbed of it al
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.artifact.card import CARD_EFFICIENCY
-from zoo.artifact.record import PICKLE_SUFFIXES, check_safe_folder, read_record
+from zoo.artifact.record import (
+    PUBLISHED_PATTERNS,
+    check_finite_weights,
+    check_safe_folder,
+    published_files,
+    read_record,
+)
 from zoo.data.bases import legacy_ids, same_base
 from zoo.data.endpoint import hub_endpoint, hub_reachable
-from zoo.errors import AdapterBaseMismatch, AdapterNotFound, HubError, ZooError
+from zoo.data.ids import check, repo_problem, revision_problem
+from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, HubError, ZooError
 from zoo.hub.local import LocalHub
 
 CAUSAL_PIPELINES = ("text-generation", "summarization")  # cards written before the zoo block named the task type
-REPO_RE = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?$")
 
 
 def _transport_errors() -> tuple:
@@ -77,9 +82,23 @@ def get_hub(kind: str | None = None):
 
 
 def parse_repo(ref: str) -> tuple[str, str | None] | None:
-    """``ORG/NAME[@REV]`` -> (repo id, revision); None if ``ref`` is not a repo id."""
-    match = REPO_RE.match(ref)
-    return (match["repo"], match["rev"]) if match else None
+    """``ORG/NAME[@REV]`` -> (repo id, revision); None for a short name (no ``/``); BadInput for anything else.
+
+    >>> parse_repo("alice/sst2-lora@v1"), parse_repo("sst2-lora")
+    (('alice/sst2-lora', 'v1'), None)
+    """
+    if not isinstance(ref, str):
+        raise BadInput(f"an adapter is named by a string, not {type(ref).__name__}")
+    if "/" not in ref:
+        return None
+    repo, at, rev = ref.partition("@")
+    if repo.count("/") != 1 or repo.startswith("."):
+        raise BadInput(f"adapter {ref[:80]!r} is neither a plain name (sst2-lora) nor a Hub repo id ORG/NAME[@REVISION]; "
+                       "to load a folder use zoo.serve.loading.load_folder")
+    check(repo_problem(repo), "adapter repo id", repo, BadInput)
+    if at:
+        check(revision_problem(rev), "revision", rev, BadInput)
+    return repo, rev or None
 
 
 class LocalBackend:
@@ -142,6 +161,10 @@ class HFHub:
         folder = Path(folder)
         record = read_record(folder)
         check_safe_folder(folder, record.weights)
+        files = published_files(folder, record)
+        check_finite_weights(folder, record)
+        if repo_id is not None:
+            check(repo_problem(repo_id), "repo id", repo_id, BadInput)
         self._check_reachable("push")
         if not self._token:
             raise HubError("pushing to the Hugging Face Hub needs a token: set HF_TOKEN or run `hf auth login`")
@@ -149,10 +172,12 @@ class HFHub:
             if repo_id is None:
                 repo_id = f"{self.api.whoami()['name']}/{record.name}"
             self.api.create_repo(repo_id, private=private, exist_ok=True)
+            # One commit whose head is exactly this file set: what the previous push had and this one has
+            # not (another method's adapter_config.json...) is deleted in the same commit.
             commit = self.api.upload_folder(
                 folder_path=str(folder), repo_id=repo_id,
                 commit_message=f"adapter-zoo: {record.name} ({record.method} on {record.base_model})",
-                ignore_patterns=[f"*{s}" for s in PICKLE_SUFFIXES] + [".*"],
+                allow_patterns=files, delete_patterns="*",
             )
         except _transport_errors() as e:
             raise self._fail(f"pushing {record.name} to {repo_id or 'a new repo'}", e,
@@ -217,7 +242,7 @@ class HFHub:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
-        patterns = ["*.json", "*.safetensors", "*.md", "*.png"]  # never a pickle
+        patterns = list(PUBLISHED_PATTERNS)  # what a push publishes; never a pickle
         offline = not hub_reachable()
         try:
             path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from zoo.artifact.record import FULL_WEIGHTS, AdapterRecord, check_safe_folder
@@ -33,7 +34,9 @@ def load_alone(base, folder: Path, record: AdapterRecord, dtype=None):
 
     check_safe_folder(folder, FULL_WEIGHTS)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+    # in the dtype asked for (float32 by default), whatever the file stores: a half-precision file
+    # would otherwise give a half-precision model
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, dtype=dtype or torch.float32)
     if model.config.num_labels != len(record.labels):
         raise UnsafeAdapter(f"{folder}: model has {model.config.num_labels} labels, zoo.json lists {len(record.labels)}")
     if tokenizer.pad_token is None:
@@ -45,6 +48,7 @@ def usage(causal: bool) -> str:
     return '''With plain transformers (this folder is a complete model):
 
 ```python
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained("path/to/this/folder")
 tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")

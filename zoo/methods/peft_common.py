@@ -11,11 +11,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-from peft import PeftConfig, PeftModel, TaskType, get_peft_model
+from peft import PeftConfig, PeftModel, TaskType, get_peft_model, get_peft_model_state_dict
+from safetensors import safe_open
 
 from zoo.artifact.record import PEFT_WEIGHTS, AdapterRecord, check_safe_folder
-from zoo.data.sources import ResolvedModel
-from zoo.errors import AdapterBaseMismatch, RecipeError, UnsafeAdapter
+from zoo.data.bases import same_base
+from zoo.data.sources import ResolvedModel, resolve_model
+from zoo.errors import AdapterBaseMismatch, RecipeError, UnsafeAdapter, ZooError
 from zoo.methods.base import any_value
 from zoo.models.causal import load_base_causal
 from zoo.models.classifier import load_base_classifier
@@ -56,21 +58,53 @@ def load_alone(base: ResolvedModel, folder: Path, record: AdapterRecord, dtype=N
         model, tokenizer = load_base_causal(base, dtype=dtype)
     else:
         model, tokenizer = load_base_classifier(base, record.labels, dtype=dtype)
+    where = f"adapter {record.name!r} ({folder})"
+    check_config_base(_config(folder, where), record, where)
     try:
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
-    except (RuntimeError, ValueError, KeyError) as e:
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
         raise AdapterBaseMismatch(f"{folder}: {record.method} adapter does not fit base {base.model_id!r}: {e}") from None
+    # PEFT ignores tensors it has no place for; the zoo refuses them (an adapter is exactly what it holds).
+    with safe_open(str(folder / PEFT_WEIGHTS), framework="pt") as f:
+        unused = sorted(set(f.keys()) - set(get_peft_model_state_dict(model)))
+    if unused:
+        raise UnsafeAdapter(f"{where}: tensors {unused[:4]} have no place in the {record.method} adapter PEFT builds "
+                            "from its adapter_config.json; the folder is inconsistent, publish it again")
     return model.eval(), tokenizer
 
 
-def read_config(folder: Path, record: AdapterRecord, peft_type: str, where: str) -> dict:
-    """adapter_config.json, agreeing with zoo.json on the method and the task type."""
+def _config(folder: Path, where: str) -> dict:
     try:
         config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UnsafeAdapter(f"{where}: adapter_config.json is missing or not JSON ({e})") from None
     if not isinstance(config, dict):
         raise UnsafeAdapter(f"{where}: adapter_config.json must hold a JSON object")
+    return config
+
+
+def check_config_base(config: dict, record: AdapterRecord, where: str) -> None:
+    """adapter_config.json's base_model_name_or_path names zoo.json's base: the same Hub id (either form), or
+    the folder that base resolves to on this machine (what PEFT wrote before the zoo recorded ids)."""
+    value = config.get("base_model_name_or_path")
+    if value is None or value == "" or (isinstance(value, str) and same_base(value, record.base_model)):
+        return
+    if isinstance(value, str) and value.startswith("/"):
+        try:
+            here = resolve_model(record.base_model).path
+        except ZooError:
+            here = None
+        if here is not None and Path(value).resolve() == Path(here).resolve():
+            return
+    raise UnsafeAdapter(f"{where}: adapter_config.json's base_model_name_or_path {str(value)[:80]!r} disagrees with "
+                        f"zoo.json's base_model {record.base_model!r}; the folder is inconsistent (set "
+                        "base_model_name_or_path to the base's Hub id, or publish it again)")
+
+
+def read_config(folder: Path, record: AdapterRecord, peft_type: str, where: str) -> dict:
+    """adapter_config.json, agreeing with zoo.json on the base, the method and the task type."""
+    config = _config(folder, where)
+    check_config_base(config, record, where)
     if config.get("peft_type") != peft_type:
         raise UnsafeAdapter(f"{where}: zoo.json says {record.method!r} but adapter_config.json says {config.get('peft_type')!r}")
     if config.get("task_type") not in (None, record.task_type):

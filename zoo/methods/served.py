@@ -83,11 +83,26 @@ class BaseLayout:
     causal: bool = False  # a decoder-only LM: serves CAUSAL_LM adapters
     prefix_heads: int = 0  # prefix tuning's key/value heads (the KV heads under grouped-query attention)
     prefix_head_dim: int = 0
+    max_positions: int | None = None  # token positions the base encodes (None: its config does not say)
+    dtype: torch.dtype = torch.float32  # the base's floating-point type: adapter tensors are converted to it
 
     @property
     def prefix_width(self) -> int:
         """Columns of a prefix-tuning table: per layer, keys and values of every KV head (PEFT's token_dim)."""
         return self.num_layers * 2 * self.prefix_heads * self.prefix_head_dim
+
+
+def check_positions(record: AdapterRecord, limit: int | None, virtual: int, base_id: str, where: str) -> None:
+    """The adapter's max_length, its virtual tokens (and for a causal entry its answer) fit the base's positions."""
+    if not limit:
+        return
+    answer = int(record.generation.get("max_new_tokens", 0) or 0) if record.causal else 0
+    need = record.max_length + virtual + answer
+    if need > limit:
+        parts = f"max_length {record.max_length}" + (f" + {virtual} virtual tokens" if virtual else "") + (
+            f" + max_new_tokens {answer}" if answer else "")
+        raise UnsafeAdapter(f"{where}: {parts} = {need} positions, but base {base_id!r} has {limit}; the record is "
+                            f"inconsistent (train again with train.max_length <= {limit - virtual - answer})")
 
 
 def pattern_value(patterns: dict, path: str, default):

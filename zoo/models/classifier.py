@@ -41,6 +41,9 @@ def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    # The id, not the folder it was read from here: PEFT writes it as base_model_name_or_path, which plain
+    # PEFT users on other machines load, and which the zoo checks against zoo.json's base_model.
+    model.config._name_or_path = base.model_id
     return model, tokenizer
 
 

@@ -55,3 +55,21 @@ def linear_features(module: nn.Module) -> tuple[int, int]:
 def is_linear(module: nn.Module) -> bool:
     """A layer RoutedLinear can serve: ``nn.Linear`` or transformers' ``Conv1D``."""
     return isinstance(module, (nn.Linear, *_CONV1D))
+
+
+POSITION_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
+
+
+def max_positions(config) -> int | None:
+    """How many token positions a base can encode (its position table or trained context); None if its config
+    does not say. An adapter's max_length (plus its virtual tokens) must fit in it.
+
+        >>> from transformers import BertConfig
+        >>> max_positions(BertConfig(max_position_embeddings=512))
+        512
+    """
+    for key in POSITION_FIELDS:
+        value = getattr(config, key, None)
+        if type(value) is int and value > 0:
+            return value
+    return None

@@ -30,7 +30,7 @@ from zoo.data.sources import ResolvedModel
 from zoo.errors import ZooError
 from zoo.methods.served import BaseLayout
 from zoo.models.classifier import load_base_classifier
-from zoo.models.layers import head_parameter_names, is_linear, transformer_layers
+from zoo.models.layers import head_parameter_names, is_linear, max_positions, transformer_layers
 from zoo.serve.routing import RoutedBlock, RoutedHead, RoutedLinear
 
 HEAD_NAMES = ("classifier", "score")
@@ -129,7 +129,8 @@ def wrap_base(model, classifier, base_id: str) -> BaseLayout:
     return BaseLayout(linears=linears, blocks=blocks, head_path=head_path, head_template=head_template,
                       hidden_size=hidden, num_layers=len(layers), num_heads=heads, base_id=base_id,
                       module_types=module_types, causal=causal, prefix_heads=kv_heads or heads,
-                      prefix_head_dim=head_dim)
+                      prefix_head_dim=head_dim, max_positions=max_positions(config),
+                      dtype=next(model.parameters()).dtype)
 
 
 def _poolers(model, head_path: str, block_paths: dict) -> dict:

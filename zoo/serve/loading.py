@@ -23,19 +23,23 @@ from zoo._quiet import quiet
 from zoo.artifact.record import AdapterRecord, read_record
 from zoo.config.prompts import answer, render_inputs
 from zoo.data.bases import canonical_base, same_base
+from zoo.data.ids import base_problem, check
 from zoo.data.sources import resolve_model
 from zoo.errors import (
     AdapterBaseMismatch,
     AdapterNotFound,
     BadInput,
+    UnsafeAdapter,
     UnsupportedAdapter,
 )
 from zoo.hub.backends import HFHub, LocalBackend, choose, parse_repo
 from zoo.hub.local import LocalHub
 from zoo.methods import get as get_method
+from zoo.methods.served import check_positions
 from zoo.models.generate import generate_texts
+from zoo.models.layers import max_positions
 from zoo.serve.inputs import check_input, predictions
-from zoo.serve.registry import shared
+from zoo.serve.registry import check_key, shared
 
 
 class AdapterModel:
@@ -128,6 +132,13 @@ def load_folder(folder: str | Path, *, base: str | None = None) -> AdapterModel:
         raise AdapterBaseMismatch(f"adapter {record.name!r} was trained on {record.base_model!r}, not {base!r}")
     with quiet():
         model, tokenizer = get_method(record.method).load_alone(resolve_model(record.base_model), folder, record)
+    where = f"adapter {record.name!r} ({folder})"
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise UnsafeAdapter(f"{where}: {name} holds NaN or infinite values")
+    peft_config = getattr(model, "peft_config", {}).get("default")
+    virtual = getattr(peft_config, "num_virtual_tokens", 0) or 0
+    check_positions(record, max_positions(model.config), virtual, record.base_model, where)
     return AdapterModel(model, tokenizer, record, folder)
 
 
@@ -144,6 +155,8 @@ def load(base: str, *, adapter: str, hub=None):
     Fully fine-tuned models, methods PEFT serves alone (LoHa) and configurations the registry does not
     implement (DoRA, ...) load as an ``AdapterModel`` on a base of their own.
     """
+    check(base_problem(base), "base model", base, BadInput)
+    check_key(adapter)  # a plain name or ORG/NAME[@REV]: never a path
     base = canonical_base(base)
     if isinstance(hub, LocalHub):
         hub = LocalBackend(hub)

@@ -29,8 +29,10 @@ import torch
 from zoo.artifact.record import AdapterRecord, read_record
 from zoo.config.generation import check_generation
 from zoo.data.bases import canonical_base
+from zoo.data.ids import base_problem, check, name_problem
 from zoo.data.sources import resolve_model
 from zoo.errors import AdapterNotFound, BadInput, ZooError
+from zoo.hub.backends import parse_repo
 from zoo.hub.local import LocalHub
 from zoo.methods.served import AdapterWeights
 from zoo.serve.adapters import read_adapter
@@ -39,6 +41,12 @@ from zoo.serve.generation import GenerationHook, generate_rows
 from zoo.serve.handles import AdapterHandle  # also imported from here: zoo.cli, tests
 from zoo.serve.inputs import check_input, predictions
 from zoo.serve.routing import prefix_cache, prompt_embeddings, route_rows, routed
+
+
+def check_key(key) -> None:
+    """A name the registry serves an adapter under: a plain adapter name, or a Hub repo id ``ORG/NAME[@REV]``."""
+    if parse_repo(key) is None:  # parse_repo refuses a malformed repo id itself
+        check(name_problem(key), "adapter name", key, BadInput)
 
 
 class Zoo:
@@ -50,6 +58,7 @@ class Zoo:
 
     def __init__(self, base: str, *, hub: LocalHub | None = None, max_adapters: int | None = None,
                  max_bytes: int | None = None, dtype=None):
+        check(base_problem(base), "base model", base, BadInput)
         self.base = base = canonical_base(base)  # "roberta-large" and "FacebookAI/roberta-large" are one base
         self.hub = hub or LocalHub()
         self.max_adapters, self.max_bytes = max_adapters, max_bytes
@@ -101,6 +110,9 @@ class Zoo:
         ``alias`` registers it under another name (a Hub repo id, so that it cannot clash with a local
         adapter of the same name).
         """
+        for key in (name, alias):
+            if key is not None:
+                check_key(key)
         if folder is None:
             if not name:
                 raise BadInput("add() needs an adapter name or folder=")

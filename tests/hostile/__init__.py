@@ -1,0 +1,1 @@
+"""Hostile inputs: adapters, names, numbers and request bodies from strangers (issue 13)."""

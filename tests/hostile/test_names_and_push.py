@@ -1,0 +1,253 @@
+"""Names, bases and pushes from strangers: nothing outside the hub is loaded, no base's folder is another's,
+names are plain ASCII, a push publishes one allow-listed file set (local hub and Hub alike), makes the Hub
+repo's head exactly that set, never publishes NaN, and cleans what killed pushes left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import zoo
+from tests.conftest import ROOT
+from zoo.errors import BadInput, UnsafeAdapter, ZooError
+from zoo.hub.local import LocalHub, clean_leftovers
+from zoo.hub.server import serve
+from zoo.serve.registry import Zoo, clear_shared
+from zoo.testing import make_adapter
+
+LABELS = ["negative", "positive"]
+TOKEN = "hf_HOSTILEtoken0123456789abcdef"
+ZOO = str(ROOT / ".venv" / "bin" / "zoo")
+
+BAD_NAMES = ["../../../somewhere/X", "../x", "..", ".", "a/../../b", "/etc/passwd", "sst2-lora\n", "sst2\x00lora",
+             "ѕst2-lora", "sst2-lora\u200b", "x" * 300, "", " sst2-lora", "a--b", "-lead", "trail.", "a b",
+             "C:\\x", "~root", "a/b/c", "org/x@../../y", "org/../x", "org/x@", 5, None, ["sst2-lora"]]
+BAD_BASES = ["org/model/", "org--model", "/org/model/", "//org/model", "org/model\n", "оrg/model", "a/b/c",
+             "/tmp/../etc", "/tmp/./x", "../model", "", "x" * 200, 3, "org/model@main"]
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_bert, tmp_path_factory):
+    return make_adapter(str(tiny_bert), tmp_path_factory.mktemp("a") / "lora", name="sst2-lora", method="lora",
+                        labels=LABELS)
+
+
+def copy_as(src, dst, **record):
+    shutil.copytree(src, dst)
+    data = json.loads((dst / "zoo.json").read_text())
+    data.update(record)
+    (dst / "zoo.json").write_text(json.dumps(data))
+    return dst
+
+
+def tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# ------------------------------------------------------------------ names at load and add
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_load_and_add_refuse_names_that_are_not_plain(tiny_bert, adapter, zoo_home, tmp_path, name):
+    LocalHub().push(adapter)
+    outside = copy_as(adapter, tmp_path / "somewhere" / "X", name="X")  # what a traversal would reach
+    assert outside.is_dir()
+    z = Zoo(str(tiny_bert))
+    try:
+        with pytest.raises(BadInput, match="adapter|string|revision"):
+            zoo.load(str(tiny_bert), adapter=name)
+        with pytest.raises(BadInput, match="adapter|string|revision"):
+            z.add(name)
+        if name is not None:  # no alias: the adapter's own name
+            with pytest.raises(BadInput, match="adapter|string|revision"):
+                z.add(folder=adapter, alias=name)
+        assert z.names == []
+        assert zoo.load(str(tiny_bert), adapter="sst2-lora").predict(["fine"])[0]["label"] in LABELS
+    finally:
+        clear_shared()
+
+
+@pytest.mark.parametrize("base", BAD_BASES)
+def test_bases_that_are_not_ids_or_plain_folders_are_refused(adapter, zoo_home, tmp_path, base):
+    with pytest.raises(BadInput, match="base model"):
+        zoo.load(base, adapter="sst2-lora")
+    folder = copy_as(adapter, tmp_path / "bad", base_model=base)
+    with pytest.raises(UnsafeAdapter, match="base model"):
+        LocalHub().push(folder)
+    assert not (zoo_home / "hub").exists() or tree(zoo_home / "hub") == []
+
+
+@pytest.mark.parametrize("name", [n for n in BAD_NAMES if isinstance(n, str) and "/" not in n])
+def test_push_refuses_a_record_whose_name_is_not_plain(adapter, zoo_home, tmp_path, name):
+    folder = copy_as(adapter, tmp_path / "bad", name=name)
+    with pytest.raises(UnsafeAdapter, match="adapter name"):
+        LocalHub().push(folder)
+    assert LocalHub().list() == []
+
+
+def test_cli_push_of_a_bad_name_is_one_clear_line(adapter, zoo_home, tmp_path):
+    folder = copy_as(adapter, tmp_path / "bad", name="sst2-lora\n")
+    env = {**os.environ, "ZOO_HOME": str(zoo_home)}
+    proc = subprocess.run([ZOO, "push", str(folder), "--hub", "local"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2  # the CLI's code for a refused input
+    assert "adapter name 'sst2-lora\\n' is not a plain name: it may hold only ASCII" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    listed = subprocess.run([ZOO, "list", "--hub", "local"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+
+
+# ------------------------------------------------------------------ one folder per base
+def test_bases_that_differ_by_a_slash_or_dashes_never_share_a_folder(adapter, zoo_home, tmp_path):
+    hub = LocalHub()
+    first = hub.push(copy_as(adapter, tmp_path / "a", base_model="org/model"))
+    second = hub.push(copy_as(adapter, tmp_path / "b", base_model="/org/model"))
+    for other in ("org/model/", "org--model"):
+        with pytest.raises(UnsafeAdapter, match="base model"):
+            hub.push(copy_as(adapter, tmp_path / other.replace("/", "_"), base_model=other))
+    assert first.path.parent.parent != second.path.parent.parent
+    assert hub.find("org/model", "sst2-lora") == first.path.resolve()
+    assert hub.find("/org/model", "sst2-lora") == second.path.resolve()
+    assert sorted(e["base_model"] for e in hub.list()) == ["/org/model", "org/model"]
+
+
+def test_a_record_moved_into_another_folder_is_not_listed(adapter, zoo_home, tmp_path):
+    hub = LocalHub()
+    p = hub.push(adapter)
+    record = json.loads((p.path / "zoo.json").read_text())
+    record["name"] = "impostor"
+    (p.path / "zoo.json").write_text(json.dumps(record))
+    assert [e["name"] for e in hub.list()] == []  # a folder holding another adapter's record is not where a push puts it
+
+
+# ------------------------------------------------------------------ the published file set
+def hostile_folder(adapter, tmp_path):
+    folder = copy_as(adapter, tmp_path / "extras")
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    (folder / "evil.pkl").write_bytes(b"pickle")
+    (folder / ".env").write_text("HF_TOKEN=secret")
+    (folder / "notes.py").write_text("import os")
+    (folder / "other.safetensors").write_bytes((folder / "adapter_model.safetensors").read_bytes())
+    (folder / "sub").mkdir()
+    (folder / "sub" / "adapter_config.json").write_text("{}")
+    return folder
+
+
+PUBLISHED = ["README.md", "adapter_config.json", "adapter_model.safetensors", "zoo.json"]
+
+
+def test_local_push_publishes_only_the_allow_listed_files(adapter, zoo_home, tmp_path):
+    pushed = LocalHub().push(hostile_folder(adapter, tmp_path))
+    assert tree(pushed.path) == PUBLISHED
+
+
+def test_a_link_in_the_folder_is_refused(adapter, zoo_home, tmp_path):
+    folder = copy_as(adapter, tmp_path / "link")
+    (folder / "README.md").unlink()
+    (folder / "README.md").symlink_to("/etc/passwd")
+    with pytest.raises(UnsafeAdapter, match="is a link"):
+        LocalHub().push(folder)
+    assert LocalHub().list() == []
+
+
+@pytest.fixture(scope="module")
+def hub_server(tmp_path_factory):
+    srv = serve(tmp_path_factory.mktemp("hub"), port=0, tokens={TOKEN: "alice"}, quiet=True)
+    yield srv
+    srv.shutdown()
+
+
+def push_hf(folder, server, home, repo_id="alice/sst2-lora"):
+    env = {**os.environ, "HF_ENDPOINT": server.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(home / "hf"), "ZOO_HOME": str(home / "zoo")}
+    return subprocess.run([ZOO, "push", str(folder), "--hub", "hf", "--repo-id", repo_id], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def hub_files(server, repo_id="alice/sst2-lora"):
+    """The files at the repo's head, as the Hub API lists them (this process's huggingface_hub is offline)."""
+    request = urllib.request.Request(f"{server.endpoint}/api/models/{repo_id}/tree/main?recursive=true",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return sorted(e["path"] for e in json.load(reply) if e["type"] == "file" and e["path"] != ".gitattributes")
+
+
+def test_hub_push_publishes_the_same_set_and_its_head_is_exactly_that_set(adapter, hub_server, tmp_path, tiny_bert):
+    proc = push_hf(hostile_folder(adapter, tmp_path), hub_server, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert hub_files(hub_server) == PUBLISHED
+    # another method over the same repo: the LoRA files must not stay at head beside the new ones
+    other = make_adapter(str(tiny_bert), tmp_path / "ll", name="sst2-lora", method="last-layers", labels=LABELS)
+    proc = push_hf(other, hub_server, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert hub_files(hub_server) == ["trained_layers.safetensors", "zoo.json"]  # make_adapter writes no card
+
+
+# ------------------------------------------------------------------ non-finite weights
+def test_no_push_publishes_nan_weights(adapter, zoo_home, tmp_path, hub_server):
+    hub = LocalHub()
+    good = hub.push(adapter)
+    folder = copy_as(adapter, tmp_path / "nan")
+    state = load_file(str(folder / "adapter_model.safetensors"))
+    key = sorted(state)[0]
+    state[key] = torch.full_like(state[key], float("nan"))
+    save_file(state, str(folder / "adapter_model.safetensors"))
+    with pytest.raises(UnsafeAdapter, match="NaN or infinite values .* nothing was published"):
+        hub.push(folder)
+    assert hub.find(adapter_base(adapter), "sst2-lora") == good.path.resolve()
+    assert tree(good.path.parent) == [good.path.name] + [f"{good.path.name}/{f}" for f in PUBLISHED]
+    proc = push_hf(folder, hub_server, tmp_path, repo_id="alice/nan-lora")
+    assert proc.returncode == 2 and "NaN or infinite values" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def adapter_base(folder):
+    return json.loads((folder / "zoo.json").read_text())["base_model"]
+
+
+# ------------------------------------------------------------------ leftovers of killed pushes
+def test_leftovers_of_killed_pushes_are_cleaned_and_a_live_push_is_not(adapter, zoo_home):
+    hub = LocalHub()
+    first = hub.push(adapter)
+    entry = first.path.parent.parent
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (entry / "revisions" / f".tmp-{host}-pid{dead.pid}-r1").mkdir()
+        (entry / "revisions" / f".tmp-{host}-pid{dead.pid}-r1" / "adapter_model.safetensors").write_bytes(b"x" * 1000)
+        (entry / "revisions" / f".tmp-{host}-pid{alive.pid}-r2").mkdir()
+        (entry / f".current-{host}-pid{dead.pid}-r1").symlink_to("revisions/r1")
+        old = entry / "revisions" / ".tmp-20240101T000000-abcdef12"  # written before pids were in the name
+        old.mkdir()
+        os.utime(old, (0, 0))
+        hub.push(adapter)
+        left = sorted(p.name for p in list((entry / "revisions").glob(".tmp-*")) + list(entry.glob(".current-*")))
+        assert left == [f".tmp-{host}-pid{alive.pid}-r2"]
+    finally:
+        alive.kill()
+        alive.wait()
+    assert clean_leftovers(entry) == [f".tmp-{host}-pid{alive.pid}-r2"]
+    assert len(list((entry / "revisions").iterdir())) == 2 and hub.find(adapter_base(adapter), "sst2-lora")
+
+
+def test_a_failed_local_push_leaves_nothing(adapter, zoo_home, tmp_path, monkeypatch):
+    hub = LocalHub()
+    good = hub.push(adapter)
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", broken)
+    with pytest.raises(ZooError, match="nothing was published"):
+        hub.push(adapter)
+    entry = good.path.parent.parent
+    assert sorted(p.name for p in (entry / "revisions").iterdir()) == [good.path.name]
+    assert hub.find(adapter_base(adapter), "sst2-lora") == good.path.resolve()
