@@ -38,7 +38,7 @@ from zoo.methods import get as get_method
 from zoo.methods.served import check_positions
 from zoo.models.generate import generate_texts
 from zoo.models.layers import max_positions
-from zoo.serve.inputs import check_input, predictions
+from zoo.serve.inputs import check_input, check_text, predictions
 from zoo.serve.registry import check_key, shared
 
 
@@ -85,6 +85,8 @@ class AdapterModel:
         if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
             raise BadInput(f"generate() takes a list of inputs, got {type(inputs).__name__}; wrap one input in a list")
         prompts = render_inputs(self.record.prompt, self.record.examples, self.tokenizer, inputs)
+        for i, prompt in enumerate(prompts):
+            check_text(i, prompt)
         with quiet():  # PEFT's prompt-tuning generate warns at every step about position ids it rebuilds anyway
             return generate_texts(self.model, self.tokenizer, prompts, max_length=self.record.max_length,
                                   settings=self.record.generation, batch_size=batch_size, progress=progress,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from zoo.artifact.record import AdapterRecord, read_record
-from zoo.config.generation import check_generation
+from zoo.config.generation import check_generation, resolve_settings
 from zoo.data.bases import canonical_base
 from zoo.data.ids import base_problem, check, name_problem
 from zoo.data.sources import resolve_model
@@ -39,7 +39,7 @@ from zoo.serve.adapters import read_adapter
 from zoo.serve.base import load_base, release_free_memory, wrap_base
 from zoo.serve.generation import GenerationHook, generate_rows
 from zoo.serve.handles import AdapterHandle  # also imported from here: zoo.cli, tests
-from zoo.serve.inputs import check_input, predictions
+from zoo.serve.inputs import check_input, check_text, predictions
 from zoo.serve.routing import prefix_cache, prompt_embeddings, route_rows, routed
 
 
@@ -313,6 +313,17 @@ class Zoo:
                 raise BadInput(f"input {i}: {a.key!r} is a classification adapter; use predict() or logits()")
             if not isinstance(prompt, str):
                 raise BadInput(f"input {i}: expected a prompt string, got {type(prompt).__name__}")
+            check_text(i, prompt)
+            if not prompt:
+                raise BadInput(f"input {i}: the prompt is empty; generation continues a text, give it one")
+        limit = self.layout.max_positions
+        for a in {id(a): a for a in rows}.values() if limit else ():
+            virtual = next((t.shape[0] for t in (a.prompt, a.prefix) if t is not None), 0)
+            new = resolve_settings(a.record.generation, generation)["max_new_tokens"]
+            if a.max_length + virtual + new > limit:
+                raise BadInput(f"max_new_tokens {new} is too many for {a.key!r}: its prompts take up to {a.max_length}"
+                               f"{f' + {virtual} virtual' if virtual else ''} tokens of the base's {limit} positions, "
+                               f"so at most {limit - a.max_length - virtual} new tokens fit")
         return generate_rows(self, prompts, rows, batch_size, generation)
 
     # ----------------------------------------------------------------------------- handles
