@@ -251,3 +251,28 @@ def test_a_failed_local_push_leaves_nothing(adapter, zoo_home, tmp_path, monkeyp
     entry = good.path.parent.parent
     assert sorted(p.name for p in (entry / "revisions").iterdir()) == [good.path.name]
     assert hub.find(adapter_base(adapter), "sst2-lora") == good.path.resolve()
+
+
+# ------------------------------------------------------------------ strangers' metadata shown on terminals and pages
+def test_control_characters_in_a_record_are_refused(adapter, zoo_home, tmp_path):
+    for field, value in (("labels", ["\x1b[2Jnegative", "positive"]), ("task", "glue/sst2\x1b]0;owned\x07")):
+        folder = copy_as(adapter, tmp_path / field, **{field: value})
+        with pytest.raises(UnsafeAdapter, match=field):
+            LocalHub().push(folder)
+    assert LocalHub().list() == []
+
+
+def test_hub_listing_skips_cards_whose_name_or_base_is_not_plain(adapter, hub_server, tmp_path):
+    env = {**os.environ, "HF_ENDPOINT": hub_server.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf"), "ZOO_HOME": str(tmp_path / "zoo")}
+    for i, (name, base) in enumerate((("good-name", "org/model"), ("evil\x1b[2J", "org/model"), ("fine-name", "../../etc"))):
+        card = f"---\ntags: [adapter-zoo]\nbase_model: {json.dumps(base)}\nzoo:\n  name: {json.dumps(name)}\n  task: glue/sst2\n---\n"
+        code = ("import sys; from huggingface_hub import HfApi; api = HfApi(); "
+                f"api.create_repo('alice/evil{i}', exist_ok=True); "
+                f"api.upload_file(path_or_fileobj=sys.stdin.buffer.read(), path_in_repo='README.md', repo_id='alice/evil{i}')")
+        proc = subprocess.run([sys.executable, "-c", code], input=card.encode(), env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    listed = subprocess.run([ZOO, "list", "--hub", "hf"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "good-name" in listed.stdout
+    assert "\x1b" not in listed.stdout and "fine-name" not in listed.stdout

@@ -191,7 +191,8 @@ class AdapterRecord:
             if key in data and not ok(data[key]):
                 raise UnsafeAdapter(f"{where}: {key} must be {what}, got {str(data[key])[:60]!r}")
 
-        text = lambda v: isinstance(v, str) and 0 < len(v) <= 200  # noqa: E731
+        # shown on pages and terminals: printable (no control characters, no escape sequences), bounded
+        text = lambda v: isinstance(v, str) and 0 < len(v) <= 200 and v.isprintable()  # noqa: E731
         need("task", text, "a task id")
         need("method", text, "a method name")
         need("labels", lambda v: isinstance(v, list) and all(text(x) for x in v) and len(set(v)) == len(v),

@@ -32,7 +32,7 @@ from zoo.artifact.record import (
 )
 from zoo.data.bases import legacy_ids, same_base
 from zoo.data.endpoint import hub_endpoint, hub_reachable
-from zoo.data.ids import check, repo_problem, revision_problem
+from zoo.data.ids import base_problem, check, name_problem, repo_problem, revision_problem
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, HubError, ZooError
 from zoo.hub.local import LocalHub
 
@@ -204,6 +204,8 @@ class HFHub:
             if not zoo.get("name") or (task and zoo.get("task") != task) or (method and zoo.get("method") != method):
                 continue
             bases = card.get("base_model")
+            if name_problem(zoo["name"]) or base_problem(bases[0] if isinstance(bases, list) and bases else bases):
+                continue  # strangers' card metadata: a name or base that is not plain is never listed or printed
             metrics = {}
             for result in card.get("model-index", [{}])[0].get("results", []) if card.get("model-index") else []:
                 for metric in result.get("metrics", []):
