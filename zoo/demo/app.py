@@ -2,22 +2,28 @@
 
 The page is a layout over ``zoo.demo.catalogue.Catalogue``; ``spaces/app.py`` (the Hugging Face Space) and
 ``zoo demo`` both call :func:`build_app`. Every tab is also an API endpoint (``/try``, ``/all_tasks``,
-``/compare``, ``/results``, ``/status``, ``/refresh``) for ``gradio_client``.
+``/compare``, ``/results``, ``/status``, ``/refresh``) for ``gradio_client``. Every value a request sends is
+checked once, by name, in ``Catalogue.check_inputs``; :func:`launch` refuses request bodies over a limit
+(``BodyLimit``) before Gradio parses them.
 
-    from zoo.demo.app import build_app
-    build_app(hub="local").launch(server_name="127.0.0.1", server_port=7860)
+    from zoo.demo.app import build_app, launch
+    launch(build_app(hub="local"), host="127.0.0.1", port=7860)
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import logging
 import os
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from zoo.demo.catalogue import Catalogue
-from zoo.demo.entries import MAX_NEW_TOKENS, METHOD_NAMES, Entry
-from zoo.errors import ZooError
+from zoo.demo.entries import MAX_CHARS, MAX_NEW_TOKENS, METHOD_NAMES, Entry, kind_of
+from zoo.demo.limits import BodyLimit, body_limit
+from zoo.errors import BadInput, ZooError
 
 log = logging.getLogger("zoo.demo.catalogue")
 
@@ -32,24 +38,42 @@ baselines and in-context prompts, published with their measured results, served 
 per base model**. Catalogue: {where}, {n} entries."""
 
 
-def _guard(fn):
-    """Errors a user can fix come back as a message on the page (gr.Error), never as a stack trace."""
-    import functools
+def _handler(check, *fields: str):
+    """An event handler whose raw values (events run with ``preprocess=False``: Gradio's components would turn a
+    JSON object into text) are checked once by name, ``check(dict(zip(fields, values)))``, and passed to it by
+    name. Errors a user can fix come back as a message on the page (gr.Error), never as a stack trace."""
 
-    @functools.wraps(fn)
-    def wrapper(*args):
-        try:
-            return fn(*args)
-        except ZooError as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        except gr.Error:
-            raise
-        except Exception as e:  # unexpected: logged in full here, one line to the page
-            log.exception("request failed")
-            raise gr.Error(f"internal error ({type(e).__name__}); the server log has the details",
-                           print_exception=False) from None
+    def wrap(fn):
+        @functools.wraps(fn)
+        def wrapper(*values):
+            try:
+                if len(values) != len(fields):
+                    raise BadInput(f"this endpoint takes {len(fields)} values ({', '.join(fields)}), got {len(values)}")
+                return fn(**check(dict(zip(fields, values)))) if fields else fn()
+            except ZooError as e:  # the message is HTML on the page: a stranger's text must not become markup
+                raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
+            except gr.Error:
+                raise
+            except Exception as e:  # unexpected: logged in full here, one line to the page
+                log.exception("request failed")
+                raise gr.Error(f"internal error ({type(e).__name__}); the server log has the details",
+                               print_exception=False) from None
 
-    return wrapper
+        return wrapper
+
+    return wrap
+
+
+class DemoBlocks(gr.Blocks):
+    """gr.Blocks that answers a request with too few values with a message (Gradio's own check answers
+    ``{"error": null}``); extra values are dropped by Gradio, as before."""
+
+    def validate_inputs(self, block_fn, inputs):
+        if not isinstance(inputs, list) or len(inputs) < len(block_fn.inputs):
+            got = len(inputs) if isinstance(inputs, list) else kind_of(inputs)
+            raise gr.Error(f"this endpoint takes {len(block_fn.inputs)} values, got {got}; the API page lists them",
+                           print_exception=False)
+        super().validate_inputs(block_fn, inputs)
 
 
 def _choices(cat: Catalogue) -> list[tuple[str, str]]:
@@ -144,18 +168,23 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
         return (simple or choices or [(None, None)])[0][1]
 
     # ------------------------------------------------------------------ handlers
-    @_guard
-    def on_entry(entry_id):
-        entry = entry_or_none(entry_id)
+    checked = functools.partial(_handler, cat.check_inputs)  # every value of every request: Catalogue.check_inputs
+
+    @_handler(lambda values: values, "entry_id")  # checked below: an unknown id is described while one types
+    def on_entry_value(entry_id):
+        try:
+            entry = cat.check_inputs({"entry": entry_id})["entry"]
+            about = _describe(entry)
+        except ZooError as e:
+            entry, about = None, html.escape(str(e), quote=False)
         first_label, second_label, show_second = _fields(entry)
         causal = bool(entry and entry.causal)
-        return (_describe(entry), gr.Textbox(label=first_label), gr.Textbox(label=second_label, visible=show_second),
+        return (about, gr.Textbox(label=first_label), gr.Textbox(label=second_label, visible=show_second),
                 gr.Slider(visible=causal), gr.Label(visible=not entry or entry.kind != "generate"),
                 gr.Textbox(visible=causal))
 
-    @_guard
-    def run_try(entry_id, text, second, max_new_tokens):
-        entry = cat.get(entry_id)
+    @checked("entry", "text", "second", "max_new_tokens")
+    def run_try(entry, text, second, max_new_tokens):
         r = cat.answer(entry.id, text, second, max_new_tokens=max_new_tokens if entry.causal else None)
         if "scores" in r:
             label = r["scores"]
@@ -179,14 +208,14 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
         summary = "; ".join([f"{len(answered)} of {len(rows)} {what} answered", *mixed])
         return table, summary, rows
 
-    @_guard
+    @checked("base", "text", "second")
     def run_all_tasks(base, text, second):
         ids = [e.id for e in cat.entries.values() if e.base == base and e.labelled]
         if not ids:
             raise ZooError(f"no classification adapters for base {base!r}; pick another base")
         return run_table(ids, text, second, None, "classification entries")
 
-    @_guard
+    @checked("task", "text", "second", "max_new_tokens")
     def run_compare(task, text, second, max_new_tokens):
         ids = [e.id for e in cat.entries.values() if e.task == task]
         if not ids:
@@ -194,20 +223,19 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
         table, summary, rows = run_table(ids, text, second, max_new_tokens, "entries")
         return table, summary, _compare_bars(rows), rows
 
-    @_guard
-    def run_results(task):
-        rows = cat.results(None if task in (None, "", "all tasks") else task)
+    @checked("results_task")
+    def run_results(results_task):
+        rows = cat.results(results_task)
         table = [[r["task"], r["adapter"], r["method"], r["base"], r["metric"], r["value"], r["trainable_params"],
                   r["trainable_pct"], r["train_seconds"], r["adapter_mib"]] for r in rows]
-        title = f"{task}: validation quality against trainable parameters" if task and task != "all tasks" else \
-            "all tasks: validation quality against trainable parameters"
+        title = f"{results_task or 'all tasks'}: validation quality against trainable parameters"
         return table, results_plot(rows, title)
 
-    @_guard
+    @checked()
     def run_status():
         return cat.loaded()
 
-    @_guard
+    @checked()
     def run_refresh():
         cat.refresh(strict=False)
         choices = _choices(cat)
@@ -222,8 +250,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
     tasks, bases = cat.tasks(), cat.bases()
     start = entry_or_none(first(choices))
     first_label, second_label, show_second = _fields(start)
-    limit = {"concurrency_limit": concurrency}
-    with gr.Blocks(title="adapter-zoo", analytics_enabled=False) as demo:
+    limit = {"concurrency_limit": concurrency, "preprocess": False}  # raw values go to Catalogue.check_inputs
+    with DemoBlocks(title="adapter-zoo", analytics_enabled=False) as demo:
         gr.Markdown(INTRO.format(where=cat.describe(), n=len(cat.entries))
                     + (f"\n\n**{cat.problem}**; reload the catalogue below once it is back." if cat.problem else ""))
         with gr.Tab("Try", id="try"):
@@ -246,7 +274,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
             timing = gr.Markdown(elem_id="try-latency")
             with gr.Accordion("Raw answer (JSON)", open=False):
                 raw = gr.JSON()
-            entry.change(on_entry, entry, [about, text, second, max_new, label_out, text_out], api_name=False)
+            entry.change(on_entry_value, entry, [about, text, second, max_new, label_out, text_out], api_name=False,
+                         preprocess=False)
             go.click(run_try, [entry, text, second, max_new], [label_out, text_out, timing, raw], api_name="try", **limit)
             text.submit(run_try, [entry, text, second, max_new], [label_out, text_out, timing, raw], api_name=False, **limit)
 
@@ -293,8 +322,8 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
             res_task = gr.Dropdown(choices=["all tasks", *tasks], value="all tasks", label="Task")
             res_table = gr.Dataframe(headers=RESULTS_COLUMNS, label="Comparison table", wrap=True, interactive=False)
             res_plot = gr.Plot(label="Quality against trainable parameters")
-            res_task.change(run_results, res_task, [res_table, res_plot], api_name="results")
-            demo.load(run_results, res_task, [res_table, res_plot], api_name=False)
+            res_task.change(run_results, res_task, [res_table, res_plot], api_name="results", preprocess=False)
+            demo.load(run_results, res_task, [res_table, res_plot], api_name=False, preprocess=False)
 
         with gr.Accordion("Catalogue and memory", open=False):
             status_line = gr.Markdown(f"{len(cat.entries)} entries on {cat.describe()}")
@@ -318,9 +347,21 @@ def _compare_bars(rows: list[dict]):
 
 
 def launch(demo: gr.Blocks, *, host: str | None = "127.0.0.1", port: int | None = 7860, quiet: bool = False,
-           block: bool = True):
-    """Start the app (no share link, no server-side rendering: neither works offline).
+           block: bool = True, max_body: int | None = None):
+    """Start the app (no share link, no server-side rendering: neither works offline), refusing request bodies
+    over ``max_body`` bytes (default: ZOO_DEMO_MAX_BODY, else :func:`body_limit` of the catalogue's max_chars).
 
     ``host`` / ``port`` None: Gradio's own settings (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, as on a Space)."""
+    if max_body is None:
+        setting = os.environ.get("ZOO_DEMO_MAX_BODY", "").strip()
+        if setting and not setting.isdigit():
+            raise BadInput(f"ZOO_DEMO_MAX_BODY must be a whole number of bytes, got {setting[:40]!r}")
+        max_chars = getattr(getattr(demo, "catalogue", None), "max_chars", MAX_CHARS)
+        max_body = int(setting) if setting else body_limit(max_chars)
+    if max_body < 1024:
+        raise BadInput(f"the request body limit must be at least 1,024 bytes, got {max_body:,}; "
+                       "raise ZOO_DEMO_MAX_BODY")
+    middleware = [Middleware(BodyLimit, limit=max_body)]  # app_kwargs go to Gradio's FastAPI app, before its routes
     return demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, quiet=quiet,
-                       prevent_thread_lock=not block, footer_links=["api"], theme=gr.themes.Soft())
+                       prevent_thread_lock=not block, footer_links=["api"], theme=gr.themes.Soft(),
+                       app_kwargs={"middleware": middleware})

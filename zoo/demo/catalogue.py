@@ -21,8 +21,8 @@ from typing import Optional
 
 from zoo.artifact.record import AdapterRecord
 from zoo.config.prompts import answer, render_inputs
-from zoo.data.bases import canonical_base
-from zoo.demo.entries import MAX_CHARS, MAX_NEW_TOKENS, SEP, Entry, check_text, entry_of
+from zoo.data.bases import LEGACY_IDS
+from zoo.demo.entries import MAX_CHARS, MAX_ID_CHARS, SEP, Entry, check_max_new_tokens, check_text, entry_of
 from zoo.errors import BadInput, EntryFailed, EntryNotFound, UnsafeAdapter, ZooError
 from zoo.hub.backends import get_hub
 from zoo.serve.batching import Coalescer
@@ -84,14 +84,17 @@ class Catalogue:
     # ------------------------------------------------------------------ lookup
     def get(self, entry_id: str) -> Entry:
         """An entry by id (``<base>::<adapter>``), or by adapter name when only one base has it."""
-        if not isinstance(entry_id, str) or not entry_id.strip():
+        entry_id = check_text(entry_id, "the adapter's id", max_chars=MAX_ID_CHARS, required=False)
+        if not entry_id:
             raise EntryNotFound("choose an adapter from the catalogue first")
         entries = self.entries
         if entry_id in entries:
             return entries[entry_id]
         base, sep, key = entry_id.partition(SEP)
-        if sep and f"{canonical_base(base)}{SEP}{key}" in entries:  # "roberta-large::x" is "FacebookAI/roberta-large::x"
-            return entries[f"{canonical_base(base)}{SEP}{key}"]
+        # "roberta-large::x" is "FacebookAI/roberta-large::x": by the table only, a stranger's id never reaches the network
+        base = LEGACY_IDS.get(base, base)
+        if sep and f"{base}{SEP}{key}" in entries:
+            return entries[f"{base}{SEP}{key}"]
         named = [e for e in entries.values() if entry_id in (e.key, e.name)]
         if len(named) == 1:
             return named[0]
@@ -99,6 +102,41 @@ class Catalogue:
             raise EntryNotFound(f"{entry_id!r} is published for several bases; use one of: {', '.join(e.id for e in named)}")
         raise EntryNotFound(f"no entry {entry_id[:200]!r} in the catalogue of {self.describe()} "
                             f"({len(entries)} entries); reload the catalogue if it was just published")
+
+    def check_inputs(self, values: dict) -> dict:
+        """The values of one request from the page or its API, each checked by its name against what it may be,
+        before anything uses it; a ZooError says what is wrong and what is expected.
+
+        ``entry``: an entry id of this catalogue, returned as its Entry; ``base``, ``task``: ones it lists;
+        ``results_task``: a task, or "all tasks" (None); ``text``: text, required; ``second``: text, optional;
+        ``max_new_tokens``: None or a whole number from 1 to 256. Texts are at most ``max_chars`` characters
+        of valid Unicode, returned stripped.
+
+            cat.check_inputs({"entry": "sst2-lora", "text": " a film ", "max_new_tokens": 24.0})
+            # -> {"entry": Entry(name="sst2-lora", ...), "text": "a film", "max_new_tokens": 24}
+        """
+        checks = {
+            "entry": self.get,
+            "base": lambda v: self._listed(v, "base model", self.bases()),
+            "task": lambda v: self._listed(v, "task", self.tasks()),
+            "results_task": lambda v: None if v in (None, "", "all tasks") else self._listed(v, "task", self.tasks()),
+            "text": lambda v: check_text(v, "the text", max_chars=self.max_chars),
+            "second": lambda v: check_text(v, "the second text", max_chars=self.max_chars, required=False),
+            "max_new_tokens": check_max_new_tokens,
+        }
+        return {name: checks[name](value) for name, value in values.items()}
+
+    def _listed(self, value, what: str, listed: list[str]) -> str:
+        """``value`` if it is one of ``listed`` (a base may be given in its legacy spelling)."""
+        value = check_text(value, f"the {what}", max_chars=MAX_ID_CHARS, required=False)
+        value = LEGACY_IDS.get(value, value)
+        if value in listed:
+            return value
+        shown = ", ".join(listed[:12]) + (", ..." if len(listed) > 12 else "")
+        if not value:
+            raise EntryNotFound(f"choose a {what} first: one of {shown or 'none yet'}")
+        raise EntryNotFound(f"no {what} {value[:200]!r} in the catalogue of {self.describe()}; "
+                            f"pick one of: {shown or 'none yet'}")
 
     def tasks(self) -> list[str]:
         """Tasks, the one with most entries first (the "compare methods" default)."""
@@ -164,14 +202,10 @@ class Catalogue:
             return {entry.fields[0]: first, entry.fields[1]: second}
         return first
 
-    def _settings(self, max_new_tokens) -> dict:
-        if max_new_tokens in (None, ""):
-            return {}
-        if isinstance(max_new_tokens, float) and max_new_tokens.is_integer():
-            max_new_tokens = int(max_new_tokens)
-        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-            raise BadInput(f"max new tokens must be a whole number from 1 to {MAX_NEW_TOKENS}, got {max_new_tokens!r}")
-        return {"max_new_tokens": max_new_tokens}
+    @staticmethod
+    def _settings(max_new_tokens) -> dict:
+        n = check_max_new_tokens(None if isinstance(max_new_tokens, str) and not max_new_tokens else max_new_tokens)
+        return {} if n is None else {"max_new_tokens": n}
 
     def answer(self, entry_id: str, text, second="", *, max_new_tokens=None) -> dict:
         """One input through one entry: ``{"label", "score", "scores"}`` or ``{"label", "text"}`` or ``{"text"}``,

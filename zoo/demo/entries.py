@@ -1,5 +1,6 @@
 """What the demo lists: one published entry (adapter, fully fine-tuned model or in-context prompt), read from
-a hub listing row and checked, since listings come from strangers; and the checks on text from the page.
+a hub listing row and checked, since listings come from strangers; and the checks on values from the page
+(``check_text``, ``check_max_new_tokens``), which ``Catalogue.check_inputs`` applies to every request.
 
     >>> entry_of({"name": "sst2-lora", "base_model": "org/base", "task": "glue/sst2", "method": "lora"}).title
     'glue/sst2 │ sst2-lora · LoRA · base'
@@ -7,6 +8,7 @@ a hub listing row and checked, since listings come from strangers; and the check
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -20,6 +22,7 @@ from zoo.methods import METHODS
 
 MAX_CHARS = 2000  # per text field: a public form must not make the server tokenize a novel
 MAX_NEW_TOKENS = 256  # the most new tokens one request may ask for
+MAX_ID_CHARS = 1024  # an entry id, base or task from the page: Hub ids are under 100 characters, local paths longer
 METHOD_NAMES = {m.name: m.title for m in METHODS.values()}  # what the page calls each method (zoo.methods)
 _TASK = re.compile(r"^[A-Za-z0-9][\w./-]{0,127}$")
 SEP = "::"  # an entry id is "<base>::<adapter>": one adapter name may be published for several bases
@@ -88,15 +91,63 @@ def entry_of(row: dict) -> Entry:
                  efficiency=dict(row.get("efficiency") or {}))
 
 
+def kind_of(value) -> str:
+    """What a JSON value is, in a user's words (for messages that must not echo a stranger's value back)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
 def check_text(value, what: str, *, max_chars: int = MAX_CHARS, required: bool = True) -> str:
-    """A form field as text: a string, not blank when required, at most ``max_chars`` characters."""
+    """A form field as text: a string of valid Unicode (encodable as UTF-8), not blank when required, at most
+    ``max_chars`` characters; returned stripped. ``None`` is an empty field.
+
+    >>> check_text("  a gripping film ", "the text")
+    'a gripping film'
+    """
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise BadInput(f"{what} must be text, got {type(value).__name__}")
+        raise BadInput(f"{what} must be text (a JSON string), got {kind_of(value)}")
     if len(value) > max_chars:
         raise BadInput(f"{what} is {len(value):,} characters long; this demo takes at most {max_chars:,}. "
                        "Shorten it and try again.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate ("\ud800") survives JSON but no tokenizer takes it
+        raise BadInput(f"{what} is not valid Unicode: U+{ord(value[e.start]):04X} at position {e.start} is half of a "
+                       "surrogate pair, which has no meaning alone; send UTF-8 text") from None
     if required and not value.strip():
         raise BadInput(f"{what} is empty: type something first")
     return value.strip()
+
+
+def check_max_new_tokens(value) -> int | None:
+    """``None`` (the entry's own setting) or a whole number from 1 to ``MAX_NEW_TOKENS``; 24.0 is 24.
+
+    >>> check_max_new_tokens(24.0)
+    24
+    """
+    expected = f"send a whole number from 1 to {MAX_NEW_TOKENS}"
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInput(f"max new tokens must be a number, got {kind_of(value)}; {expected}")
+    shown = repr(value) if isinstance(value, float) or abs(value) < 10**12 else "a number of over 12 digits"
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise BadInput(f"max new tokens must be a whole number, got {shown}; {expected}")
+    if value < 1:
+        raise BadInput(f"max new tokens is {shown}, less than minimum value 1; {expected}")
+    if value > MAX_NEW_TOKENS:
+        raise BadInput(f"max new tokens is {shown}, greater than maximum value {MAX_NEW_TOKENS}; {expected}")
+    return int(value)
