@@ -9,6 +9,11 @@
 A commit becomes visible only after its whole body has been received and its blobs written, by
 the rename of ``refs/main``: a client that dies (or a server that stops) mid-commit leaves the
 repo as it was.
+
+A card's metadata (the YAML front matter of README.md) is served as ``cardData`` to anyone, so it is
+bounded: at most 64 KiB of YAML, 32 levels deep, 256 KiB as JSON, and no anchors or aliases (a
+284-byte "billion laughs" card would expand to 55 MiB). A commit whose README breaks these is
+refused; a card stored before the check is served with empty ``cardData``.
 """
 
 from __future__ import annotations
@@ -18,13 +23,22 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import threading
 import uuid
 from pathlib import Path
 
 import yaml
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+from zoo.hub.requests import HttpReply, check_repo_id
+
+__all__ = ["BadCard", "HttpReply", "Store", "card_data", "card_metadata", "card_tags"]
+
+MAX_CARD_YAML_BYTES = 64 * 1024
+MAX_CARD_DATA_BYTES = 256 * 1024
+MAX_CARD_DEPTH = 32
+CARD_CACHE_CHARS = 32 * 2**20  # parsed cards kept (as JSON text) by blob oid: list_models parses each once
+_FRONT_MATTER = re.compile(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", re.DOTALL)
 
 
 def _now() -> str:
@@ -32,45 +46,93 @@ def _now() -> str:
 
 
 def _git_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    digest = hashlib.sha1(b"blob %d\0" % len(data))
+    digest.update(data)  # no joined copy of a big file
+    return digest.hexdigest()
+
+
+class BadCard(ValueError):
+    """What is wrong with a card's metadata: a commit that adds it is refused with this message."""
+
+
+# libyaml when it is there: the pure-Python parser takes seconds on a few thousand nested "[".
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CardLoader(_SafeLoader):
+    """Safe YAML whose dates stay text, as they would in JSON."""
+
+
+_CardLoader.add_constructor("tag:yaml.org,2002:timestamp", _CardLoader.construct_yaml_str)
+
+
+def _check_events(text: str) -> None:
+    """Refuse anchors, aliases and deep nesting from the parse events, before any value is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise BadCard(f"aliases/anchors are not accepted in card metadata (line {event.start_mark.line + 1})")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_CARD_DEPTH:
+                raise BadCard(f"the card metadata is nested deeper than {MAX_CARD_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def card_metadata(readme: bytes) -> dict:
+    """The YAML front matter of a README as JSON-ready data ({} without one); BadCard says what is wrong."""
+    cut = MAX_CARD_YAML_BYTES + 64  # the front matter comes first: never decode a whole big README
+    head = readme[:cut].decode("utf-8", errors="replace")
+    match = _FRONT_MATTER.match(head)
+    if not match:
+        if re.match(r"---[ \t]*\r?\n", head) and len(readme) > cut:
+            raise BadCard(f"the card metadata (YAML front matter) is longer than {MAX_CARD_YAML_BYTES} bytes")
+        return {}
+    if len(match.group(1).encode()) > MAX_CARD_YAML_BYTES:
+        raise BadCard(f"the card metadata (YAML front matter) is longer than {MAX_CARD_YAML_BYTES} bytes")
+    try:
+        _check_events(match.group(1))
+        data = yaml.load(match.group(1), Loader=_CardLoader)
+    except BadCard:
+        raise
+    except (yaml.YAMLError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as e:
+        # a value that is not what its tag says ("!!int x", "0x_") is as invalid as a syntax error
+        raise BadCard(f"the card metadata is not valid YAML: {' '.join(str(e).split())[:200]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadCard(f"the card metadata must be a YAML mapping, not a {type(data).__name__}")
+    try:
+        text = json.dumps(data, default=str)
+    except (TypeError, ValueError):
+        raise BadCard("the card metadata has keys that are not text or numbers") from None
+    if len(text) > MAX_CARD_DATA_BYTES:
+        raise BadCard(f"the card metadata is over {MAX_CARD_DATA_BYTES} bytes as JSON")
+    return json.loads(text)
 
 
 def card_data(readme: bytes | None) -> dict:
-    """The YAML front matter of a README, as the Hub exposes it in cardData."""
-    if not readme:
-        return {}
-    text = readme.decode("utf-8", errors="replace")
-    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
-    if not match:
-        return {}
+    """The card metadata the Hub exposes as cardData: {} for a card without usable metadata."""
     try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
+        return card_metadata(readme) if readme else {}
+    except BadCard:
         return {}
-    return data if isinstance(data, dict) else {}
+
+
+def _texts(value) -> list[str]:
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [str(v) for v in items if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
 
 
 def card_tags(data: dict) -> list[str]:
     """Tags the Hub derives from a card: its tags, library, license and base model."""
-    tags = [str(t) for t in data.get("tags") or []]
-    if data.get("library_name"):
-        tags.append(str(data["library_name"]))
-    if data.get("license"):
-        tags.append(f"license:{data['license']}")
-    bases = data.get("base_model") or []
-    for b in [bases] if isinstance(bases, str) else bases:
-        tags.append(f"base_model:{b}")
-    if data.get("pipeline_tag"):
-        tags.append(str(data["pipeline_tag"]))
+    tags = _texts(data.get("tags"))
+    tags += _texts(data.get("library_name"))[:1]
+    tags += [f"license:{v}" for v in _texts(data.get("license"))[:1]]
+    tags += [f"base_model:{b}" for b in _texts(data.get("base_model"))]
+    tags += _texts(data.get("pipeline_tag"))[:1]
     return list(dict.fromkeys(tags))
-
-
-class HttpReply(Exception):
-    """Not an error of the zoo: an HTTP error reply, raised inside a request handler and sent as its response."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class Store:
@@ -80,12 +142,12 @@ class Store:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._cards: dict[str, str] = {}  # README blob oid -> its cardData as JSON text
+        self._cards_lock = threading.Lock()
 
     def repo(self, repo_id: str) -> Path:
-        parts = repo_id.split("/")
-        if len(parts) != 2 or not all(NAME_RE.match(p) and p not in (".", "..") for p in parts):
-            raise HttpReply(400, "BadRequest", f"invalid repo id {repo_id!r}")
-        return self.root / parts[0] / parts[1]
+        namespace, name = check_repo_id(repo_id).split("/")
+        return self.root / namespace / name
 
     def exists(self, repo_id: str) -> bool:
         return (self.repo(repo_id) / "info.json").is_file()
@@ -108,8 +170,6 @@ class Store:
             return True
 
     def delete(self, repo_id: str) -> None:
-        import shutil
-
         self.info(repo_id)
         with self._lock:
             shutil.rmtree(self.repo(repo_id))
@@ -141,26 +201,54 @@ class Store:
     def read(self, repo_id: str, oid: str) -> bytes:
         return (self.repo(repo_id) / "blobs" / oid).read_bytes()
 
+    def card(self, repo_id: str, files: dict[str, str]) -> dict:
+        """The cardData of a commit's README.md: parsed once per blob, since a blob never changes."""
+        oid = files.get("README.md")
+        if oid is None:
+            return {}
+        text = self._cards.get(oid)
+        if text is None:
+            text = json.dumps(card_data(self.read(repo_id, oid)))
+            with self._cards_lock:
+                if sum(map(len, self._cards.values())) + len(text) > CARD_CACHE_CHARS:
+                    self._cards.clear()
+                self._cards[oid] = text
+        return json.loads(text)  # a fresh copy for each reply
+
     def size(self, repo_id: str, oid: str) -> int:
         return (self.repo(repo_id) / "blobs" / oid).stat().st_size
 
     def commit(self, repo_id: str, parent: str | None, title: str, adds: dict[str, bytes],
                deletes: list[str], deleted_folders: list[str]) -> str:
+        """Deletions, then additions, as one new head; nothing changes unless all of them apply."""
         with self._lock:
             head = self.head(repo_id)
             if parent and parent != head:
                 raise HttpReply(412, "PreconditionFailed", f"parent commit {parent} is not the head {head}")
             files = dict(self.files(repo_id, head))
             for path in deletes:
-                files.pop(path, None)
+                if files.pop(path, None) is None:
+                    raise HttpReply(404, "EntryNotFound", f"cannot delete {path!r}: no such file at {head}")
             for folder in deleted_folders:
-                files = {p: o for p, o in files.items() if not p.startswith(folder.rstrip("/") + "/")}
-            for path, data in adds.items():
-                oid = _git_oid(data)
+                kept = {p: o for p, o in files.items() if not p.startswith(folder + "/")}
+                if len(kept) == len(files):
+                    raise HttpReply(404, "EntryNotFound", f"cannot delete folder {folder!r}: no such folder at {head}")
+                files = kept
+            oids = {path: _git_oid(data) for path, data in adds.items()}
+            files.update(oids)
+            folders: set[str] = set()
+            for p in files:  # every folder above every file, each added once
+                i = p.rfind("/")
+                while i > 0 and p[:i] not in folders:
+                    folders.add(p[:i])
+                    i = p.rfind("/", 0, i)
+            clash = next((p for p in sorted(files) if p in folders), None)
+            if clash is not None:
+                raise HttpReply(400, "BadRequest", f"{clash!r} would be both a file and a folder")
+            for path, oid in oids.items():
                 blob = self.repo(repo_id) / "blobs" / oid
                 if not blob.exists():
-                    self._write_atomic(blob, data)
-                files[path] = oid
+                    self._write_atomic(blob, adds[path])
             return self._commit_locked(repo_id, head, title, files)
 
     def _commit_locked(self, repo_id: str, parent: str | None, title: str, files: dict) -> str:
