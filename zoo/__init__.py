@@ -37,6 +37,7 @@ from zoo.errors import (
     ModelNotFound,
     QuantizationUnavailable,
     RecipeError,
+    TrainingDiverged,
     UnknownMethod,
     UnknownTask,
     UnsafeAdapter,
@@ -86,7 +87,7 @@ def __getattr__(name):
 __all__ = [
     "Zoo", "list_adapters", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "InContext", "GenerationArgs",
     "PromptFormat", "ALPACA", "ALPACA_NO_INPUT", "load_recipe", "apply_overrides", "load", "train", "__version__",
-    "ZooError", "RecipeError", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
+    "ZooError", "RecipeError", "TrainingDiverged", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
     "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "UnsupportedFormat", "UnsupportedAdapter", "BadInput",
     "HubError", "QuantizationUnavailable", "EntryNotFound", "EntryFailed",
 ]

@@ -18,6 +18,10 @@ class RecipeError(ZooError, ValueError):
     """A recipe file or a --set override is wrong."""
 
 
+class TrainingDiverged(ZooError, RuntimeError):
+    """A run's loss or trained weights stopped being finite (NaN or infinity); nothing was written or published."""
+
+
 class UnknownTask(RecipeError, LookupError):
     """The recipe names a task the zoo does not know."""
 
@@ -80,4 +84,5 @@ class EntryFailed(ZooError, RuntimeError):
 
 __all__ = ["ZooError", "RecipeError", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound",
            "EmptyDataset", "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "UnsupportedFormat",
-           "UnsupportedAdapter", "BadInput", "HubError", "QuantizationUnavailable", "EntryNotFound", "EntryFailed"]
+           "UnsupportedAdapter", "BadInput", "HubError", "QuantizationUnavailable", "EntryNotFound", "EntryFailed",
+           "TrainingDiverged"]

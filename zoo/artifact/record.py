@@ -70,19 +70,27 @@ def published_files(folder: Path, record: "AdapterRecord") -> list[str]:
     return out
 
 
-def check_finite_weights(folder: Path, record: "AdapterRecord") -> None:
-    """Refuse to publish weights that hold NaN or infinity (a run that diverged), one tensor at a time."""
-    if record.weights is None:
-        return
-    import torch  # a push is the only caller; `import zoo` and `zoo list` do not need torch
+def non_finite_tensors(path: Path) -> list[str]:
+    """The floating-point tensors of a safetensors file that hold NaN or infinity, read one at a time."""
+    import torch  # a push and a training's last check are the only callers; `import zoo`, `zoo list` need no torch
 
-    with safe_open(str(Path(folder) / record.weights), framework="pt") as f:
+    bad = []
+    with safe_open(str(path), framework="pt") as f:
         for key in f.keys():
             tensor = f.get_tensor(key)
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise UnsafeAdapter(f"{folder}: tensor {key} of {record.weights} holds NaN or infinite values "
-                                    "(the training diverged); nothing was published. Train again with a lower "
-                                    "train.learning_rate")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad.append(key)
+    return bad
+
+
+def check_finite_weights(folder: Path, record: "AdapterRecord") -> None:
+    """Refuse to publish weights that hold NaN or infinity (a run that diverged)."""
+    if record.weights is None:
+        return
+    bad = non_finite_tensors(Path(folder) / record.weights)
+    if bad:
+        raise UnsafeAdapter(f"{folder}: tensor {bad[0]} of {record.weights} holds NaN or infinite values (the training "
+                            "diverged); nothing was published. Train again with a lower train.learning_rate")
 
 
 _FIELD = re.compile(r"[a-z][a-z0-9_]{0,31}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -85,6 +86,8 @@ def _coerce(raw: str, hint, key: str):
         options = typing.get_args(hint)
         if type(None) in options and text.lower() in ("none", "null"):
             return None
+        if len([o for o in options if o is not type(None)]) == 1:  # Optional[X]: X's own message
+            return _coerce(text, next(o for o in options if o is not type(None)), key)
         # Try the most specific types first so "8" becomes 8, not "8", when both are allowed.
         for option in sorted((o for o in options if o is not type(None)), key=lambda o: o is str):
             try:
@@ -112,12 +115,16 @@ def _coerce(raw: str, hint, key: str):
         try:
             return int(text)
         except ValueError:
-            raise RecipeError(f"--set {key}={raw!r}: expected an integer") from None
+            odd = _reads_as_non_finite(text)
+            raise RecipeError(f"--set {key}={raw!r}: expected an integer" + (", not NaN or infinity" if odd else "")) from None
     if hint is float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise RecipeError(f"--set {key}={raw!r}: expected a number") from None
+        if not math.isfinite(value):  # float() reads nan, inf and 1e999; no setting of the zoo means them
+            raise RecipeError(f"--set {key}={raw!r}: expected a finite number, not NaN or infinity")
+        return value
     if hint is str:
         return text
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
@@ -128,6 +135,13 @@ def _coerce(raw: str, hint, key: str):
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         raise RecipeError(f"--set {key}: is a group; set one of its fields, e.g. {key}.<field>=VALUE")
     raise RecipeError(f"--set {key}: cannot be set from the command line (type {_type_name(hint)}); edit the recipe")
+
+
+def _reads_as_non_finite(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _parse_list(text: str):

@@ -12,14 +12,23 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
+import numbers
 import re
 import sys
+import typing
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from zoo.config.generation import GenerationArgs
+from zoo.config.generation import (
+    MAX_POSITIONS,
+    GenerationArgs,
+    check_numbers,
+    number_problem,
+    numeric_kind,
+)
 from zoo.config.prompts import PromptFormat
 from zoo.data.tasks import get_task
 from zoo.errors import RecipeError, UnknownMethod
@@ -39,11 +48,11 @@ class LastLayers:
     """Baseline: the classification head plus the top ``num_layers`` transformer layers are trained."""
 
     zoo_method: ClassVar[str] = "last-layers"
-    num_layers: int = field(default=2, metadata={"help": "how many of the top transformer layers to train"})
+    num_layers: int = field(default=2, metadata={"help": "how many of the top transformer layers to train",
+                                                  "range": ">= 0"})
 
     def __post_init__(self):
-        if not isinstance(self.num_layers, int) or self.num_layers < 0:
-            raise RecipeError(f"method.num_layers must be an integer >= 0, got {self.num_layers!r}")
+        check_numbers(self, "method.")
 
 
 @dataclass
@@ -74,47 +83,122 @@ def method_name(method: Any) -> str:
 
 @dataclass
 class TrainArgs:
-    """Training settings, passed to transformers' Trainer."""
+    """Training settings, passed to transformers' Trainer. Each number's ``range`` is checked (with its
+    kind: an integer, or a finite number; never a bool) when it is set, by ``zoo.config.generation.check_numbers``."""
 
-    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate (linear decay)"})
-    epochs: float = field(default=3.0, metadata={"help": "passes over the training set"})
-    batch_size: int = field(default=16, metadata={"help": "examples per optimisation step and device"})
-    eval_batch_size: int = field(default=64, metadata={"help": "examples per evaluation batch"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches summed per optimiser step"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    warmup_ratio: float = field(default=0.0, metadata={"help": "fraction of steps spent warming up"})
-    max_grad_norm: Optional[float] = field(default=1.0, metadata={"help": "gradient clipping norm; None: off"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate (linear decay)", "range": "> 0"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training set", "range": "[0, 1e6]"})
+    batch_size: int = field(default=16, metadata={"help": "examples per optimisation step and device", "range": ">= 1"})
+    eval_batch_size: int = field(default=64, metadata={"help": "examples per evaluation batch", "range": ">= 1"})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "batches summed per optimiser step", "range": ">= 1"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay", "range": ">= 0"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "fraction of steps spent warming up", "range": "[0, 1)"})
+    max_grad_norm: Optional[float] = field(
+        default=1.0, metadata={"help": "gradient clipping norm; None: off", "range": ">= 0"})
     early_stopping_patience: Optional[int] = field(
-        default=None, metadata={"help": "stop after this many evaluations without improvement; None: off"}
+        default=None, metadata={"help": "stop after this many evaluations without improvement; None: off", "range": ">= 1"}
     )
     eval_steps: Optional[int] = field(
-        default=None, metadata={"help": "evaluate (and checkpoint) every N steps; None: once per epoch"}
+        default=None, metadata={"help": "evaluate (and checkpoint) every N steps; None: once per epoch", "range": ">= 1"}
     )
-    max_length: int = field(default=128, metadata={"help": "tokens per example after truncation"})
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "train on a seeded sample; None: all"})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "evaluate on a sample; None: all"})
+    # Bounded again at training time by the base's positions (zoo.training.common.check_positions).
+    max_length: int = field(default=128, metadata={"help": "tokens per example after truncation",
+                                                   "range": f"[1, {MAX_POSITIONS}]"})
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "train on a seeded sample; None: all", "range": ">= 0"})
+    max_eval_samples: Optional[int] = field(
+        default=None, metadata={"help": "evaluate on a sample; None: all", "range": ">= 0"})
     max_generate_samples: int = field(
-        default=200, metadata={"help": "causal LMs: validation examples answered by generation (accuracy, ROUGE)"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after N optimiser steps; -1: run all epochs"})
+        default=200, metadata={"help": "causal LMs: validation examples answered by generation (accuracy, ROUGE)",
+                               "range": ">= 0"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "stop after N optimiser steps; -1: run all epochs", "range": "-1 or >= 1"})
     group_by_length: bool = field(
         default=True, metadata={"help": "batch examples of similar length together (less padding, faster)"}
     )
-    logging_steps: int = field(default=50, metadata={"help": "log the loss every N steps"})
-    save_total_limit: int = field(default=1, metadata={"help": "checkpoints kept for --resume"})
+    logging_steps: int = field(default=50, metadata={"help": "log the loss every N steps", "range": ">= 1"})
+    save_total_limit: int = field(default=1, metadata={"help": "checkpoints kept for --resume", "range": ">= 1"})
 
     def __post_init__(self):
-        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "logging_steps"):
-            if getattr(self, name) < 1:
-                raise RecipeError(f"train.{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.learning_rate <= 0:
-            raise RecipeError(f"train.learning_rate must be > 0, got {self.learning_rate!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise RecipeError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
-        if self.epochs <= 0 and self.max_steps <= 0:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field within its range (see the fields' metadata), and epochs or max_steps set."""
+        check_numbers(self, "train.")
+        if self.epochs == 0 and self.max_steps < 1:
             raise RecipeError("train.epochs must be > 0 (or set train.max_steps)")
-        for name in ("max_train_samples", "max_eval_samples"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise RecipeError(f"train.{name} must be >= 0 or None, got {getattr(self, name)!r}")
+
+
+# PEFT configs' numbers that the zoo's methods use: name -> (kind, range, None allowed). PEFT checks few of them
+# itself; unchecked, r=0 is a traceback minutes into a run and lora_dropout=nan an adapter of NaNs. Any other field
+# PEFT declares as a number is checked for its kind (None where PEFT's default is None) and finiteness.
+PEFT_NUMBERS = {
+    "r": (int, ">= 1", False), "lora_alpha": (float, "> 0", False), "alpha": (float, "> 0", False),
+    "lora_dropout": (float, "[0, 1)", False), "rank_dropout": (float, "[0, 1)", False),
+    "module_dropout": (float, "[0, 1)", False), "encoder_dropout": (float, "[0, 1)", False),
+    "num_virtual_tokens": (int, f"[1, {MAX_POSITIONS}]", False), "encoder_num_layers": (int, ">= 1", False),
+    "qalora_group_size": (int, ">= 1", False), "layers_to_transform": (int, ">= 0", True),
+    # None: PEFT fills these in from the base (the prompt encoder's width: from token_dim)
+    "encoder_hidden_size": (int, ">= 1", True), "token_dim": (int, ">= 1", True),
+    "num_transformer_submodules": (int, ">= 1", True), "num_attention_heads": (int, ">= 1", True),
+    "num_layers": (int, ">= 1", True),
+}
+_PATTERNS = {"rank_pattern": "r", "alpha_pattern": "lora_alpha"}  # per-module values of these fields
+
+
+def check_method_numbers(config: Any) -> None:
+    """A method config's numbers, by ``PEFT_NUMBERS`` and the config's own declarations (zoo baselines: their metadata)."""
+    if not dataclasses.is_dataclass(config):
+        return
+    if getattr(type(config), "zoo_method", None):  # the zoo's baselines declare their ranges themselves
+        check_numbers(config, "method.")
+        return
+    try:
+        hints = typing.get_type_hints(type(config))
+    except (NameError, TypeError):  # a declaration this Python cannot resolve: the named fields are still checked
+        hints = {}
+    for f in dataclasses.fields(config):
+        value, name = getattr(config, f.name), f"method.{f.name}"
+        if f.name in _PATTERNS and isinstance(value, dict):
+            kind, spec, _ = PEFT_NUMBERS[_PATTERNS[f.name]]
+            checks = [(f"{name}[{k!r}]", v, kind, spec, False) for k, v in value.items()]
+        elif f.name in PEFT_NUMBERS:
+            kind, spec, optional = PEFT_NUMBERS[f.name]
+            many = isinstance(value, (list, tuple)) and f.name == "layers_to_transform"
+            checks = [(f"{name}[{i}]", v, kind, spec, False) for i, v in enumerate(value)] if many else \
+                     [(name, value, kind, spec, optional)]
+        else:
+            kind, optional = numeric_kind(hints.get(f.name))
+            checks = [(name, value, kind, "", optional or f.default is None)] if kind in (int, float) else []
+        for where, v, kind, spec, optional in checks:
+            problem = number_problem(v, kind, spec, optional=optional)
+            if problem:
+                raise RecipeError(f"{where} {problem}")
+
+
+def first_non_finite(value: Any, path: str, depth: int = 0) -> Optional[tuple[str, Any]]:
+    """(dotted path, value) of the first NaN or infinity anywhere in ``value`` (dataclasses, dicts, lists, to_dict())."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return None if math.isfinite(value) else (path, value)
+    if depth > 8 or isinstance(value, (str, bytes, numbers.Number, type(None))):
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if f.init]
+        sep = "."
+    elif isinstance(value, dict):
+        items, sep = [(f"[{k!r}]", v) for k, v in value.items()], ""
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items, sep = [(f"[{i}]", v) for i, v in enumerate(value)], ""
+    elif callable(getattr(value, "to_dict", None)):  # e.g. a BitsAndBytesConfig
+        return first_non_finite(value.to_dict(), path, depth + 1)
+    else:
+        return None
+    for key, item in items:
+        found = first_non_finite(item, f"{path}{sep if path else ''}{key}", depth + 1)
+        if found:
+            return found
+    return None
 
 
 @dataclass
@@ -126,7 +210,8 @@ class Recipe:
     task: str = field(metadata={"help": "task id, e.g. glue/sst2 (see zoo.data.tasks.TASKS)"})
     method: Any = field(metadata={"help": "a PEFT config (LoraConfig, ...), FullFineTuning() or LastLayers(n)"})
     train: TrainArgs = field(default_factory=TrainArgs, metadata={"help": "training settings"})
-    seed: int = field(default=42, metadata={"help": "seed for sampling, initialisation and data order"})
+    seed: int = field(default=42, metadata={"help": "seed for sampling, initialisation and data order",
+                                            "range": "[0, 4294967295]"})  # numpy's seeds are 32-bit
     data_dir: Optional[str] = field(
         default=None, metadata={"help": "local data mirror folder; None: $ZOO_DATA_DIR, else the Hub"}
     )
@@ -140,6 +225,11 @@ class Recipe:
         default=None, metadata={"help": "a transformers BitsAndBytesConfig: train LoRA over a 4-bit base (QLoRA)"})
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Every check of a recipe: names, task, groups, and every number in it (training calls this again,
+        so a recipe changed after it was built is checked too)."""
         if not isinstance(self.name, str) or not _KEBAB.match(self.name):
             raise RecipeError(f"name must be kebab case like 'sst2-lora', got {self.name!r}")
         method = self.method_name
@@ -173,6 +263,19 @@ class Recipe:
         if self.verbalizer is not None:
             if task.is_generation or set(self.verbalizer) != set(task.labels):
                 raise RecipeError(f"verbalizer must map every label of {task.name} {list(task.labels)} to a word")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """No NaN or infinity anywhere, then each group's numbers: their kinds and ranges."""
+        found = first_non_finite(self, "")
+        if found:
+            raise RecipeError(f"{found[0]} must be a finite number, got {found[1]!r}")
+        check_numbers(self, "")
+        self.train.validate()
+        check_numbers(self.generation, "generation.")
+        if self.prompt is not None:
+            check_numbers(self.prompt, "prompt.")
+        check_method_numbers(self.method)
 
     @property
     def method_name(self) -> str:
@@ -246,4 +349,4 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 __all__ = ["Recipe", "TrainArgs", "GenerationArgs", "FullFineTuning", "LastLayers", "InContext",
-           "method_name", "load_recipe", "snake_case"]
+           "method_name", "load_recipe", "snake_case", "check_method_numbers", "first_non_finite", "PEFT_NUMBERS"]

@@ -57,19 +57,25 @@ def is_linear(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, *_CONV1D))
 
 
-POSITION_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
+POSITION_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length")
+# RoBERTa's family numbers positions from padding_idx + 1, so max_position_embeddings - padding_idx - 1 are usable.
+_POSITIONS_AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
+                                      "data2vec-text", "xmod", "longformer", "mpnet"})
 
 
 def max_positions(config) -> int | None:
-    """How many token positions a base can encode (its position table or trained context); None if its config
-    does not say. An adapter's max_length (plus its virtual tokens) must fit in it.
+    """How many tokens a base reads at once (its position table); None if its config names no limit. An adapter's
+    max_length (plus its virtual tokens, plus a causal entry's answer) must fit in it.
 
-        >>> from transformers import BertConfig
-        >>> max_positions(BertConfig(max_position_embeddings=512))
-        512
+        >>> from transformers import BertConfig, RobertaConfig
+        >>> max_positions(BertConfig(max_position_embeddings=512)), max_positions(RobertaConfig(max_position_embeddings=514, pad_token_id=1))
+        (512, 512)
     """
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
     for key in POSITION_FIELDS:
         value = getattr(config, key, None)
         if type(value) is int and value > 0:
+            if getattr(config, "model_type", None) in _POSITIONS_AFTER_PADDING:
+                value -= (getattr(config, "pad_token_id", None) or 0) + 1
             return value
     return None

@@ -32,6 +32,7 @@ def train(recipe: Recipe, *, output_dir: Optional[str | Path] = None, resume: bo
 
     Classifiers train with a head; causal recipes (generation, verbalizer classification, QLoRA on
     decoders, in-context baselines) are prompt-masked language modelling."""
+    recipe.validate()  # again: a recipe changed after it was built (recipe.train.epochs = ...) is checked here too
     method = of_recipe(recipe)  # an unknown method fails here, before any data or model is loaded
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Trainer's workers would fork a busy tokenizer
     run = train_causal if recipe.causal else train_classifier

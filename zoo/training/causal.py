@@ -37,7 +37,11 @@ from zoo.training.causal_data import (
     tokenize_causal,
 )
 from zoo.training.common import (
+    StopOnNonFinite,
     TrainResult,
+    check_finite_metrics,
+    check_finite_weights,
+    check_positions,
     folder_size,
     parameter_counts,
     peak_memory_bytes,
@@ -116,6 +120,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         raise ZooError(f"--resume: no checkpoint under {checkpoints}; run once without --resume")
 
     base = resolve_model(recipe.base_model)
+    check_positions(recipe, base)
     train_raw = load_split(task, "train", data_dir=recipe.data_dir, max_samples=t.max_train_samples, seed=recipe.seed)
     eval_raw = load_split(task, "validation", data_dir=recipe.data_dir, max_samples=t.max_eval_samples, seed=recipe.seed)
     fmt = recipe.prompt.to_dict()
@@ -162,7 +167,8 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
             model=model,
             args=training_arguments(recipe, checkpoints, "loss", progress, greater_is_better=False),
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=data_collator,
-            callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else [])],
+            callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
+                   StopOnNonFinite()],  # last: it sees what every other callback of the step did
         )
         output = trainer.train(resume_from_checkpoint=True if resume else None)
         trained = trainer.model
@@ -178,6 +184,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
     else:
         metrics = answer_perplexity(trained, eval_ds, data_collator, batch_size=t.eval_batch_size, progress=progress,
                                     desc="perplexity (adapter)")
+        check_finite_metrics(metrics, trainer.state.global_step, trainer.args)  # before minutes of generating
     metrics["n"] = eval_raw.num_rows
     if progress:
         print(f"{recipe.name}: answer perplexity {metrics['perplexity']:.3f} "
@@ -209,6 +216,8 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
 
     def build(folder: Path):
         weights = method.save(trained, recipe.method, folder, tokenizer)
+        if not icl:
+            check_finite_weights(folder, trainer.state.global_step, trainer.args)
         curve = "training_curve.png" if plot_training_curve(history, folder / "training_curve.png", recipe.name) else None
         efficiency["adapter_bytes"] = folder_size(folder, {weights}) if weights else 0
         full = record.replace(

@@ -91,7 +91,8 @@ def answer_perplexity(model, dataset, data_collator, *, batch_size: int = 16, pr
     finally:
         model.train(was_training)
     mean = total / max(count, 1)
-    return {"perplexity": math.exp(mean), "answer_nll": mean, "answer_tokens": count}
+    perplexity = math.exp(mean) if mean < 709 else math.inf  # exp(709.8) is past float range: a diverged model
+    return {"perplexity": perplexity, "answer_nll": mean, "answer_tokens": count}
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict:

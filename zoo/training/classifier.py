@@ -25,7 +25,11 @@ from zoo.errors import ZooError
 from zoo.methods import Method, of_recipe
 from zoo.models.classifier import load_base_classifier
 from zoo.training.common import (
+    StopOnNonFinite,
     TrainResult,
+    check_finite_metrics,
+    check_finite_weights,
+    check_positions,
     folder_size,
     parameter_counts,
     peak_memory_bytes,
@@ -70,6 +74,7 @@ def train_classifier(
 
     # Everything that can fail on bad input fails here, before any training time is spent.
     base = resolve_model(recipe.base_model)
+    check_positions(recipe, base)
     train_raw = load_split(task, "train", data_dir=recipe.data_dir, max_samples=t.max_train_samples, seed=recipe.seed)
     eval_raw = load_split(task, "validation", data_dir=recipe.data_dir, max_samples=t.max_eval_samples, seed=recipe.seed)
 
@@ -98,7 +103,8 @@ def train_classifier(
         eval_dataset=eval_ds,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else [])],
+        callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
+                   StopOnNonFinite()],  # last: it sees what every other callback of the step did
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -106,6 +112,7 @@ def train_classifier(
 
     prediction = trainer.predict(eval_ds)  # of the final (or, with early stopping, the best) model
     metrics = classification_metrics(logits_of(prediction), prediction.label_ids, task)
+    check_finite_metrics(metrics, trainer.state.global_step, trainer.args)
     baseline = {"majority": majority_baseline(train_raw["label"], eval_raw["label"], task)}
     history = [
         {k: v for k, v in row.items() if k in ("step", "epoch", "loss", "eval_loss", "eval_accuracy")}
@@ -128,6 +135,7 @@ def train_classifier(
 
     def build(folder: Path):
         weights = method.save(trained, recipe.method, folder, tokenizer)
+        check_finite_weights(folder, trainer.state.global_step, trainer.args)
         curve = "training_curve.png" if plot_training_curve(history, folder / "training_curve.png", recipe.name) else None
         efficiency["adapter_bytes"] = folder_size(folder, {weights})
         record = AdapterRecord(

@@ -1,10 +1,12 @@
 """What every training run shares: its result, the Trainer's arguments from a recipe, the efficiency
-figures (parameter counts, peak memory, sizes), library versions, and the atomic write of the
-finished adapter folder.
+figures (parameter counts, peak memory, sizes), library versions, the atomic write of the finished
+adapter folder, and the guards around a run: the base's positions bound ``train.max_length`` before
+it starts, and a run whose loss or weights stop being finite stops and writes nothing.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import shutil
@@ -20,12 +22,15 @@ import peft
 import safetensors
 import torch
 import transformers
-from transformers import TrainingArguments
+from transformers import AutoConfig, TrainerCallback, TrainingArguments
 
 from zoo._version import __version__
 from zoo.artifact.card import render_card
-from zoo.artifact.record import AdapterRecord
+from zoo.artifact.record import AdapterRecord, non_finite_tensors
 from zoo.config.recipe import Recipe
+from zoo.data.sources import ResolvedModel
+from zoo.errors import RecipeError, TrainingDiverged
+from zoo.models.layers import max_positions
 
 
 @dataclass
@@ -86,6 +91,7 @@ def training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress:
         greater_is_better=greater_is_better,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and StopOnNonFinite), not be averaged away
         seed=recipe.seed,
         data_seed=recipe.seed,
         report_to="none",
@@ -127,3 +133,75 @@ def write_record_and_card(folder: Path, record: AdapterRecord, method) -> None:
     """zoo.json and the model card (README.md) of a finished adapter folder."""
     record.write(folder)
     (folder / "README.md").write_text(render_card(record, method.text(causal=record.causal)))
+
+
+# ------------------------------------------------------------------------------- guards
+def check_positions(recipe: Recipe, base: ResolvedModel) -> None:
+    """``train.max_length`` (+ the virtual tokens of prompt methods, + ``generation.max_new_tokens`` for causal LMs)
+    fits the base's positions, else a RecipeError before any data or weights are loaded.
+
+    An adapter trained past the table would publish fine and then fail on the first long input."""
+    config = AutoConfig.from_pretrained(base.path, local_files_only=base.local_files_only)
+    limit = max_positions(config)
+    t = recipe.train
+    virtual = int(getattr(recipe.method, "num_virtual_tokens", 0) or 0)  # prompt, P- and prefix tuning take positions
+    new = recipe.generation.max_new_tokens if recipe.causal else 0  # generation continues after the prompt
+    if limit is None or t.max_length + virtual + new <= limit:
+        return
+    parts = [f"train.max_length={t.max_length}"]
+    parts += [f"method.num_virtual_tokens={virtual}"] if virtual else []
+    parts += [f"generation.max_new_tokens={new}"] if new else []
+    room = limit - virtual - new
+    advice = (f"set train.max_length to at most {room}" if room >= 1
+              else "lower " + " or ".join(p.split("=")[0] for p in parts[1:]))
+    raise RecipeError(f"train.max_length={t.max_length} does not fit base {recipe.base_model!r}, which reads at most "
+                      f"{limit} positions ({' + '.join(parts)} = {t.max_length + virtual + new}); {advice}")
+
+
+def _diverged(step: int, what: str, args) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training diverged at step {step}: {what}; nothing was written. Lower train.learning_rate "
+        f"(now {args.learning_rate:g}) and train again (keep train.max_grad_norm set; now {args.max_grad_norm or 'off'})")
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stops a run as soon as a trained weight (checked after every step), the logged loss or the validation loss
+    is NaN or infinite.
+
+    Raising here leaves Trainer.train before the step's checkpoint is saved, and train() before anything is written."""
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        bad = non_finite_parameters(model) if model is not None else []
+        if bad:
+            raise _diverged(state.global_step, f"{len(bad)} trained tensor(s) hold NaN or infinity ({bad[0]}, ...)", args)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")  # the mean over the logging window: one NaN step makes it NaN
+        if isinstance(loss, (int, float)) and not math.isfinite(loss):
+            raise _diverged(state.global_step, f"the training loss is {loss}", args)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        # Huge but finite weights (lr=1e30 for one step) still answer NaN: the validation loss says so.
+        check_finite_metrics(metrics or {}, state.global_step, args)
+
+
+def check_finite_metrics(metrics: dict, step: int, args) -> None:
+    """A model whose validation loss (or perplexity) is NaN or infinite has diverged, even when its weights are finite."""
+    for key, value in metrics.items():
+        lossy = any(word in key for word in ("loss", "nll", "perplexity"))
+        if lossy and isinstance(value, (int, float)) and not math.isfinite(value):
+            raise _diverged(step, f"the validation {key.removeprefix('eval_').replace('_', ' ')} is {value}", args)
+
+
+def non_finite_parameters(model) -> list[str]:
+    """Names of the trainable parameters holding NaN or infinity (cheap: only what the run trains)."""
+    return [name for name, p in model.named_parameters()
+            if p.requires_grad and p.is_floating_point() and not bool(torch.isfinite(p).all())]
+
+
+def check_finite_weights(folder: Path, step: int, args) -> None:
+    """The last line of defence before a folder is published: every tensor of its safetensors files is finite."""
+    for path in sorted(folder.glob("*.safetensors")):
+        bad = non_finite_tensors(path)
+        if bad:
+            raise _diverged(step, f"{path.name} holds NaN or infinity in {bad[0]}", args)
