@@ -214,6 +214,9 @@ class Zoo:
         names = [adapter] * len(inputs) if adapter is not None else list(adapters)
         if len(names) != len(inputs):
             raise BadInput(f"{len(inputs)} inputs but {len(names)} adapter names")
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise BadInput(f"input {i}: an adapter is named by a string, not {type(name).__name__}")
         if batch_size < 1:
             raise BadInput("batch_size must be at least 1")
         resolved = {n: self._get(n) for n in dict.fromkeys(names)}
