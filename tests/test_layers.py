@@ -26,7 +26,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 LAYERS = [("errors",), ("data",), ("config",), ("artifact",), ("models", "hub"), ("methods",),
-          ("training", "serve"), ("demo",), ("api",)]
+          ("training", "serve", "catalogue"), ("demo",), ("api",)]
 TOP_MODULES = {"errors": "errors", "_version": "errors", "_quiet": "errors", "cli": "api", "testing": "api", "__main__": "api"}
 # Lazy imports of the zoo's own modules are kept only where they save start-up time: `import zoo` and
 # `zoo --help` must not pay for torch, transformers and PEFT.

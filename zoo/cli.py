@@ -176,6 +176,32 @@ def list_(
                    + (f"  ({where})" if r.get("repo_id") else ""))
 
 
+@app.command()
+def report(
+    out: Path = typer.Option(..., "--out", help="folder to write results.md, results/<task>.csv and plots into"),
+    task: Optional[str] = typer.Option(None, help="only this task, e.g. glue/sst2"),
+    base: Optional[str] = typer.Option(None, help="only adapters for this base model"),
+    hub: HubOption = None,
+):
+    """The comparison table per task (Markdown, CSV) and its plots, from the published records only."""
+    import shlex
+
+    from zoo.catalogue.report import write_report
+    from zoo.hub.backends import get_hub
+
+    try:
+        backend = get_hub(hub)
+        listing = backend.list(base=base, task=task)
+        command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        written = write_report(listing, out, task=task, base=base, command=command, source=backend.describe())
+    except ZooError as e:
+        _fail(e)
+    except OSError as e:
+        _fail(ZooError(f"cannot write the report into {out}: {e.strerror or e}"))
+    for path in written:
+        typer.echo(str(path))
+
+
 @app.command("eval")
 def eval_(
     adapter: str = typer.Argument(..., help="published adapter name, e.g. sst2-lora (or an adapter folder)"),

@@ -20,6 +20,7 @@ import time
 from typing import Optional
 
 from zoo.artifact.record import AdapterRecord
+from zoo.catalogue.table import row_of
 from zoo.config.prompts import answer, render_inputs
 from zoo.data.bases import LEGACY_IDS
 from zoo.demo.entries import MAX_CHARS, MAX_ID_CHARS, SEP, Entry, check_max_new_tokens, check_text, entry_of
@@ -294,23 +295,17 @@ class Catalogue:
 
     # ------------------------------------------------------------------ results
     def results(self, task: Optional[str] = None) -> list[dict]:
-        """The comparison table from the published cards: one row per entry (of ``task``, or all)."""
+        """The comparison table from the published cards: one row per entry (of ``task``, or all), computed by
+        the same code as ``zoo report`` (``zoo.catalogue.table.row_of``)."""
         out = []
         for e in self.entries.values():
             if task and e.task != task:
                 continue
-            eff = e.efficiency
-            head = e.headline
-            params, total = eff.get("trainable_params"), eff.get("total_params")
-            out.append({
-                "task": e.task, "adapter": e.name, "method": e.method_name, "base": e.base,
-                "metric": head[0] if head else None, "value": round(head[1], 4) if head else None,
-                "trainable_params": params,
-                "trainable_pct": round(100 * params / total, 3) if isinstance(params, int) and total else None,
-                "train_seconds": eff.get("train_seconds"),
-                "adapter_mib": round(eff["adapter_bytes"] / 2**20, 3) if isinstance(eff.get("adapter_bytes"), int) else None,
-                "entry": e.id,
-            })
+            r = row_of({"name": e.name, "task": e.task, "method": e.method, "base_model": e.base,
+                        "metrics": {"validation": e.metrics}, "efficiency": e.efficiency})
+            out.append({"task": r.task, "adapter": r.adapter, "method": r.method, "base": r.base, "metric": r.metric,
+                        "value": r.value, "trainable_params": r.trainable_params, "trainable_pct": r.trainable_pct,
+                        "train_seconds": r.train_seconds, "adapter_mib": r.adapter_mib, "entry": e.id})
         return out
 
 

@@ -1,0 +1,91 @@
+"""`zoo report`: the comparison tables and plots, from the published records only (a fixture zoo in a local
+hub), through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT
+from zoo.artifact.record import AdapterRecord
+from zoo.hub.local import LocalHub
+from zoo.testing import make_adapter
+
+ZOO = str(ROOT / ".venv" / "bin" / "zoo")
+LABELS = ["negative", "positive"]
+
+
+def published(folder, **record):
+    data = json.loads((folder / "zoo.json").read_text())
+    data.update(synthetic=False, **record)
+    (folder / "zoo.json").write_text(json.dumps(data))
+    return LocalHub().push(folder)
+
+
+@pytest.fixture()
+def fixture_zoo(tiny_bert, tmp_path, zoo_home):
+    """Three SST-2 methods and an in-context row, two RTE adapters, and a synthetic adapter that must not show."""
+    majority = {"majority": {"label": "positive", "accuracy": 0.509, "macro_f1": 0.337}}
+    for i, (method, acc, params, task) in enumerate([("lora", 0.88, 676_610, "glue/sst2"), ("ia3", 0.84, 40_000, "glue/sst2"),
+                                                    ("last-layers", 0.86, 3_000_000, "glue/sst2"),
+                                                    ("lora", 0.61, 676_610, "glue/rte"), ("prompt-tuning", 0.55, 8_000, "glue/rte")]):
+        short = task.split("/")[1]
+        folder = make_adapter(str(tiny_bert), tmp_path / f"{short}-{method}", name=f"{short}-{method}", method=method,
+                              labels=LABELS if short == "sst2" else ["entailment", "not_entailment"], task=task, seed=i)
+        published(folder, metrics={"validation": {"accuracy": acc, "n": 872}},
+                  baseline={"majority": {**majority["majority"], "accuracy": 0.509 if short == "sst2" else 0.527}},
+                  efficiency={"trainable_params": params, "total_params": 22_700_000, "train_seconds": 100.0 + i,
+                              "train_examples_per_second": 50.0, "peak_memory_bytes": 2**30, "adapter_bytes": 2**20 * (i + 1)})
+    icl = tmp_path / "sst2-icl"
+    icl.mkdir()
+    AdapterRecord(name="sst2-icl", base_model=str(tiny_bert), task="glue/sst2", method="icl", labels=tuple(LABELS),
+                  weights=None, task_type="CAUSAL_LM", metrics={"validation": {"accuracy": 0.7}}).write(icl)
+    LocalHub().push(icl)
+    make_adapter(str(tiny_bert), tmp_path / "synthetic", name="sst2-random", method="lora", labels=LABELS)
+    LocalHub().push(tmp_path / "synthetic")
+    return zoo_home
+
+
+def test_report_writes_tables_and_plots_from_the_published_records(fixture_zoo, tmp_path):
+    env = {**os.environ, "ZOO_HOME": str(fixture_zoo)}
+    out = tmp_path / "docs"
+    proc = subprocess.run([ZOO, "report", "--hub", "local", "--out", str(out)], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "results.md").read_text()
+    assert md.startswith("# Results") and "`zoo report --hub local --out" in md
+    assert "## glue/sst2" in md and "## glue/rte" in md and "sst2-random" not in md
+    assert "| Method | Adapter | Base | Metric | Value | Trainable params | % trainable |" in md
+
+    with open(out / "results" / "glue-sst2.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["majority class", "in-context", "last layers", "LoRA", "IA3"]
+    assert [r["kind"] for r in rows] == ["majority", "in-context", "adapter", "adapter", "adapter"]
+    lora = rows[3]
+    assert (lora["adapter"], float(lora["value"]), int(lora["trainable_params"])) == ("sst2-lora", 0.88, 676_610)
+    assert float(lora["trainable_pct"]) == round(100 * 676_610 / 22_700_000, 3) and float(lora["peak_memory_mib"]) == 1024.0
+    assert float(rows[0]["value"]) == 0.509 and rows[0]["adapter"] == ""
+    with open(out / "results" / "glue-rte.csv", newline="") as f:
+        assert [r["adapter"] for r in csv.DictReader(f)] == ["", "rte-lora", "rte-prompt-tuning"]
+
+    for name in ("glue-sst2-quality.png", "glue-rte-quality.png"):
+        with Image.open(out / "results" / name) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] > 300
+        assert f"results/{name}" in md
+    listed = proc.stdout.split()
+    assert str(out / "results.md") in listed and len(listed) == 5
+
+
+def test_report_filters_by_task_and_says_when_nothing_matches(fixture_zoo, tmp_path):
+    from zoo.catalogue.report import write_report
+
+    written = write_report(LocalHub().list(), tmp_path / "only-rte", task="glue/rte")
+    assert [p.name for p in written] == ["results.md", "glue-rte.csv", "glue-rte-quality.png"]
+    empty = write_report(LocalHub().list(), tmp_path / "none", task="glue/mnli")
+    assert "No published entries match" in empty[0].read_text()
