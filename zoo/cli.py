@@ -31,50 +31,125 @@ def _fail(error: Exception) -> None:
 
 @app.command()
 def train(
-    recipe: Path = typer.Argument(..., help="recipe file, e.g. recipes/sst2_lora.py"),
+    recipes: List[Path] = typer.Argument(..., help="recipe files or folders of them, e.g. recipes/sst2_lora.py or recipes/"),
     set_: List[str] = typer.Option([], "--set", help="override a recipe field: KEY=VALUE, dotted (train.epochs=1)"),
-    output_dir: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>)"),
+    output_dir: Optional[Path] = typer.Option(None, help="run folder (default runs/<name>); with several recipes, "
+                                              "the folder holding one run folder per recipe"),
     push: bool = typer.Option(False, "--push", help="publish the trained adapter (see --hub)"),
     hub: HubOption = None,
     repo_id: RepoIdOption = None,
     private: PrivateOption = False,
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's last checkpoint"),
+    force: bool = typer.Option(False, "--force", help="with several recipes: train even those already built "
+                               "(published with --push, else in their run folder) from the same recipe and data"),
     data_dir: DataDirOption = None,
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
-    """Train one adapter from a recipe, evaluate it on validation, and optionally publish it."""
+    """Train adapters from recipes, evaluate each on validation, and optionally publish them.
+
+    Several recipes (or a folder) make a build: each recipe whose adapter is already built from the same
+    recipe and data (the fingerprint in its zoo.json) is skipped, an interrupted one resumes from its
+    last checkpoint, and the rest train one after the other."""
     from zoo.config.overrides import apply_overrides
-    from zoo.config.recipe import load_recipe
+    from zoo.config.recipe import load_recipe, run_fingerprint
 
     try:
-        r = apply_overrides(load_recipe(recipe), list(set_) + ([f"data_dir={data_dir}"] if data_dir else []))
+        paths = _recipe_paths(recipes)
+        sets = list(set_) + ([f"data_dir={data_dir}"] if data_dir else [])
+        loaded = [apply_overrides(load_recipe(p), sets) for p in paths]  # every recipe checked before any trains
+        build = len(loaded) > 1
+        names = [r.name for r in loaded]
+        if len(set(names)) != len(names):
+            raise ZooError(f"two recipes are named {next(n for n in names if names.count(n) > 1)!r}; names must differ")
+        if build and repo_id:
+            raise ZooError("--repo-id names one repo; with several recipes leave it out (each goes to <user>/<name>)")
         from zoo.training import train as run
 
-        typer.echo(f"training {r.name}: {r.method_name} on {r.base_model}, task {r.task}", err=True)
-        result = run(r, output_dir=output_dir, resume=resume, progress=progress)
-        if not result.main_process:
-            return
-        m, e = result.metrics, result.efficiency
-        if "perplexity" in m:  # causal LMs: answer perplexity against the untouched base model
-            typer.echo(f"validation: answer perplexity {m['perplexity']:.3f} "
-                       f"(base model {result.baseline['base_model']['perplexity']:.3f})"
-                       + (f", accuracy {m['accuracy']:.4f}, no answer {m['no_answer_rate']:.4f}" if "accuracy" in m else "")
-                       + (f", ROUGE-1/2/L {m['rouge1']:.4f}/{m['rouge2']:.4f}/{m['rougeL']:.4f}" if "rouge1" in m else "")
-                       + (f" (majority baseline accuracy {result.baseline['majority']['accuracy']:.4f})"
-                          if "majority" in result.baseline and "accuracy" in m else ""))
-        else:
-            b = result.baseline["majority"]
-            typer.echo(f"validation: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, loss {m['loss']:.4f}"
-                       + (f", official {m['official']:.4f}" if "official" in m else "")
-                       + f" (majority baseline accuracy {b['accuracy']:.4f})")
-        typer.echo(f"trainable {e['trainable_params']:,} / {e['total_params']:,} params "
-                   f"({100 * e['trainable_ratio']:.2f} %), {e['train_seconds']:.1f} s, "
-                   f"{e['train_examples_per_second']:.1f} ex/s, adapter {e['adapter_bytes'] / 2**20:.2f} MiB")
-        typer.echo(f"adapter written to {result.adapter_dir}")
-        if push:
-            _publish(result.adapter_dir, hub, repo_id, private)
+        for k, r in enumerate(loaded, 1):
+            step = f"[{k}/{len(loaded)}] " if build else ""
+            out = (output_dir / r.name if output_dir else Path("runs") / r.name) if build else output_dir
+            fingerprint = run_fingerprint(r)
+            if build and not force:
+                where = _already_built(r, fingerprint, push, hub, out)
+                if where:
+                    typer.echo(f"{step}{r.name}: already built from the same recipe and data ({where}); skipped "
+                               "(--force trains it again)", err=True)
+                    continue
+            again = resume or (build and _interrupted(out, fingerprint))
+            typer.echo(f"{step}training {r.name}: {r.method_name} on {r.base_model}, task {r.task}"
+                       + (" (resuming from its last checkpoint)" if again and not resume else "")
+                       + (f"; {len(loaded) - k} more after it" if build else ""), err=True)
+            if build:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "fingerprint.json").write_text(json.dumps(fingerprint) + "\n")
+            result = run(r, output_dir=out, resume=again, progress=progress)
+            if not result.main_process:
+                return
+            _report_run(result)
+            if push:
+                _publish(result.adapter_dir, hub, repo_id, private)
     except ZooError as e:
         _fail(e)
+
+
+def _recipe_paths(given: List[Path]) -> List[Path]:
+    """The recipe files named, folders expanded to their *.py files (sorted; files starting with _ skipped)."""
+    out = []
+    for path in given:
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+            if not found:
+                raise ZooError(f"{path} holds no recipe files (*.py)")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
+def _already_built(recipe, fingerprint: dict, push: bool, hub: Optional[str], out: Path) -> Optional[str]:
+    """Where the adapter of ``recipe`` is already built from the same recipe and data, or None."""
+    from zoo.artifact.record import read_record
+
+    try:
+        if push:
+            from zoo.hub.backends import get_hub
+
+            backend = get_hub(hub)
+            folder, where = backend.find(recipe.base_model, recipe.name), backend.describe()
+        else:
+            folder = where = out / "adapter"
+        return str(where) if read_record(Path(folder)).fingerprint == fingerprint else None
+    except ZooError:  # not built yet (or built by something unreadable): train it
+        return None
+
+
+def _interrupted(out: Path, fingerprint: dict) -> bool:
+    """The run folder holds checkpoints of a run of this same recipe and data that did not finish."""
+    try:
+        same = json.loads((out / "fingerprint.json").read_text()) == fingerprint
+    except (OSError, ValueError):
+        return False
+    return same and any((out / "checkpoints").glob("checkpoint-*")) and not (out / "adapter" / "zoo.json").is_file()
+
+
+def _report_run(result) -> None:
+    m, e = result.metrics, result.efficiency
+    if "perplexity" in m:  # causal LMs: answer perplexity against the untouched base model
+        typer.echo(f"validation: answer perplexity {m['perplexity']:.3f} "
+                   f"(base model {result.baseline['base_model']['perplexity']:.3f})"
+                   + (f", accuracy {m['accuracy']:.4f}, no answer {m['no_answer_rate']:.4f}" if "accuracy" in m else "")
+                   + (f", ROUGE-1/2/L {m['rouge1']:.4f}/{m['rouge2']:.4f}/{m['rougeL']:.4f}" if "rouge1" in m else "")
+                   + (f" (majority baseline accuracy {result.baseline['majority']['accuracy']:.4f})"
+                      if "majority" in result.baseline and "accuracy" in m else ""))
+    else:
+        b = result.baseline["majority"]
+        typer.echo(f"validation: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, loss {m['loss']:.4f}"
+                   + (f", official {m['official']:.4f}" if "official" in m else "")
+                   + f" (majority baseline accuracy {b['accuracy']:.4f})")
+    typer.echo(f"trainable {e['trainable_params']:,} / {e['total_params']:,} params "
+               f"({100 * e['trainable_ratio']:.2f} %), {e['train_seconds']:.1f} s, "
+               f"{e['train_examples_per_second']:.1f} ex/s, adapter {e['adapter_bytes'] / 2**20:.2f} MiB")
+    typer.echo(f"adapter written to {result.adapter_dir}")
 
 
 def _publish(folder: Path, hub: Optional[str], repo_id: Optional[str], private: bool) -> None:

@@ -155,6 +155,7 @@ class AdapterRecord:
     versions: dict = field(default_factory=dict)
     created: str | None = None
     synthetic: bool = False               # random weights (zoo.testing): for serving tests, never a result
+    fingerprint: dict = field(default_factory=dict)  # {"recipe": hash, "data": hash}: a rebuild skips what matches
     extra: dict = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------ derived facts
@@ -211,7 +212,7 @@ class AdapterRecord:
             isinstance(x, str) and _FIELD.fullmatch(x) for x in v), "a list of 1 to 4 field names")
         need("max_length", lambda v: type(v) is int and 1 <= v <= MAX_LENGTH_LIMIT,
              f"an integer from 1 to {MAX_LENGTH_LIMIT}")
-        for key in ("metrics", "baseline", "efficiency", "recipe", "versions", "generation"):
+        for key in ("metrics", "baseline", "efficiency", "recipe", "versions", "generation", "fingerprint"):
             need(key, lambda v: isinstance(v, dict), "an object")
         for key in ("prompt", "verbalizer"):
             need(key, lambda v: v is None or isinstance(v, dict), "an object or null")

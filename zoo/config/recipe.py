@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import math
@@ -30,7 +31,7 @@ from zoo.config.generation import (
     numeric_kind,
 )
 from zoo.config.prompts import PromptFormat
-from zoo.data.tasks import get_task
+from zoo.data.tasks import data_fingerprint, get_task
 from zoo.errors import RecipeError, UnknownMethod
 
 _KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -319,6 +320,25 @@ def snake_case(name: str) -> str:
     return name.replace("-", "_")
 
 
+# Fields of a PEFT config's to_dict() that say where and with what it ran, not what it trains.
+_VOLATILE = ("base_model_name_or_path", "peft_version", "revision", "inference_mode", "auto_mapping")
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """A short hash of everything that decides what a recipe trains (not its description, not where the base
+    was read from): two runs with the same fingerprint and the same data train the same adapter."""
+    data = recipe.to_dict()
+    data.pop("description", None)
+    data["method_config"] = {k: v for k, v in (data.get("method_config") or {}).items() if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_fingerprint(recipe: Recipe) -> dict:
+    """What decides the adapter a run trains: the recipe's hash and its data's (zoo.json "fingerprint"); a build
+    skips a recipe whose built adapter has the same. Take it before training: PEFT fills in its config."""
+    return {"recipe": recipe_fingerprint(recipe), "data": data_fingerprint(get_task(recipe.task), recipe.data_dir)}
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Import a recipe file by path and return its ``recipe`` (the file's docstring fills ``description``)."""
     path = Path(path)
@@ -349,4 +369,4 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 __all__ = ["Recipe", "TrainArgs", "GenerationArgs", "FullFineTuning", "LastLayers", "InContext",
-           "method_name", "load_recipe", "snake_case", "check_method_numbers", "first_non_finite", "PEFT_NUMBERS"]
+           "method_name", "load_recipe", "recipe_fingerprint", "run_fingerprint", "snake_case", "check_method_numbers", "first_non_finite", "PEFT_NUMBERS"]

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import csv
 import random
 from dataclasses import dataclass, field
@@ -296,6 +297,20 @@ def _load_hub(task: Task, split: str):
         rename[task.hub_columns[1]] = "text_pair"
     keep = list(rename) + ["label"]
     return ds.remove_columns([c for c in ds.column_names if c not in keep]).rename_columns(rename)
+
+
+def data_fingerprint(task: Task, data_dir=None) -> str:
+    """What the training data is, as a short hash: the contents of the task's mirror files for training and
+    validation (never the test files), or the Hub dataset's id when there is no mirror."""
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return f"hub:{task.hub_dataset}/{task.hub_config or ''}"
+    digest = hashlib.sha256()
+    folder = root / task.mirror_folder
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        if path.is_file() and "test" not in path.name.lower():
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 def load_split(task: Task, split: str, *, data_dir=None, max_samples: Optional[int] = None, seed: int = 42):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from zoo._quiet import quiet
-from zoo.config.recipe import Recipe
+from zoo.config.recipe import Recipe, run_fingerprint
 from zoo.methods import of_recipe
 from zoo.training.causal import train_causal
 from zoo.training.classifier import train_classifier
@@ -36,8 +36,10 @@ def train(recipe: Recipe, *, output_dir: Optional[str | Path] = None, resume: bo
     method = of_recipe(recipe)  # an unknown method fails here, before any data or model is loaded
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the Trainer's workers would fork a busy tokenizer
     run = train_causal if recipe.causal else train_classifier
+    fingerprint = run_fingerprint(recipe)  # of the recipe as given: PEFT fills in its config while training
     with quiet():
-        return run(recipe, output_dir=output_dir, resume=resume, progress=progress, callbacks=callbacks, method=method)
+        return run(recipe, output_dir=output_dir, resume=resume, progress=progress, callbacks=callbacks, method=method,
+                   fingerprint=fingerprint)
 
 
 __all__ = ["train", "TrainResult"]

@@ -19,7 +19,7 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 from zoo.artifact.plots import plot_training_curve
 from zoo.artifact.record import AdapterRecord
 from zoo.config.prompts import label_words, render, verbalize
-from zoo.config.recipe import InContext, Recipe
+from zoo.config.recipe import InContext, Recipe, run_fingerprint
 from zoo.data.bases import canonical_base
 from zoo.data.metrics import classification_metrics, majority_baseline, official_name
 from zoo.data.sources import resolve_model
@@ -107,8 +107,9 @@ def evaluate_generations(model, tokenizer, task, record: AdapterRecord, rows: li
 
 
 def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progress: bool = True, callbacks=(),
-                 method: Method | None = None):
+                 method: Method | None = None, fingerprint: dict | None = None):
     """Train (or, in context, only measure) a causal recipe; write ``<output_dir>/adapter``."""
+    fingerprint = fingerprint or run_fingerprint(recipe)  # before PEFT fills in the config (modules_to_save...)
 
     method = method or of_recipe(recipe)
     task = get_task(recipe.task)
@@ -223,7 +224,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         full = record.replace(
             weights=weights, metrics={"validation": metrics}, official_metric=official_name(task) if task.labels else None,
             baseline=baseline, efficiency=efficiency, samples=tuple(samples), history=tuple(history),
-            training_curve=curve, **provenance(recipe, task),
+            training_curve=curve, **provenance(recipe, task, fingerprint),
         )
         write_record_and_card(folder, full, method)
 

@@ -16,7 +16,7 @@ from transformers import (
 
 from zoo.artifact.plots import plot_training_curve
 from zoo.artifact.record import AdapterRecord
-from zoo.config.recipe import Recipe
+from zoo.config.recipe import Recipe, run_fingerprint
 from zoo.data.bases import canonical_base
 from zoo.data.metrics import classification_metrics, majority_baseline, official_name
 from zoo.data.sources import resolve_model
@@ -61,9 +61,11 @@ def train_classifier(
     progress: bool = True,
     callbacks: tuple = (),
     method: Method | None = None,
+    fingerprint: dict | None = None,
 ) -> TrainResult:
     """Train ``recipe``, evaluate on validation, write ``<output_dir>/adapter`` (default runs/<name>)."""
     method = method or of_recipe(recipe)
+    fingerprint = fingerprint or run_fingerprint(recipe)  # before PEFT fills in the config (modules_to_save...)
 
     task = get_task(recipe.task)
     t = recipe.train
@@ -143,7 +145,7 @@ def train_classifier(
             task_description=task.description, method=method.name, weights=weights, labels=tuple(task.labels),
             text_fields=("text", "text_pair") if task.is_pair else ("text",), max_length=t.max_length,
             metrics={"validation": metrics}, official_metric=official_name(task), baseline=baseline,
-            efficiency=efficiency, history=tuple(history), training_curve=curve, **provenance(recipe, task),
+            efficiency=efficiency, history=tuple(history), training_curve=curve, **provenance(recipe, task, fingerprint),
         )
         write_record_and_card(folder, record, method)
 

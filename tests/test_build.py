@@ -1,0 +1,72 @@
+"""Building a zoo: `zoo train` over several recipes (or a folder) trains what is not yet built from the same
+recipe and data, skips the rest, retrains a recipe that changed, and resumes an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+from tests.conftest import ROOT, quick_overrides
+
+ZOO = str(ROOT / ".venv" / "bin" / "zoo")
+
+
+def zoo(args, env, check=True):
+    proc = subprocess.run([ZOO, *args], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+                          capture_output=True, text=True, timeout=600, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"zoo {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def revisions(home, name):
+    return sorted(p.name for p in home.glob(f"hub/*/{name}/revisions/*"))
+
+
+def test_a_build_trains_what_is_missing_and_skips_what_is_built(tiny_bert, shared_data, tmp_path):
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    for stem in ("sst2_lora", "sst2_ia3"):
+        shutil.copy(ROOT / "recipes" / f"{stem}.py", folder / f"{stem}.py")
+    home, runs = tmp_path / "home", tmp_path / "runs"
+    env = {"ZOO_HOME": str(home)}
+    sets = [a for o in quick_overrides(tiny_bert, shared_data, steps=3) for a in ("--set", o)]
+    build = ["train", str(folder), *sets, "--output-dir", str(runs), "--no-progress"]
+
+    first = zoo([*build, "--push"], env)
+    assert "[1/2] training sst2-ia3" in first.stderr and "[2/2] training sst2-lora" in first.stderr
+    assert "published sst2-ia3" in first.stdout and "published sst2-lora" in first.stdout
+    record = json.loads((runs / "sst2-lora" / "adapter" / "zoo.json").read_text())
+    assert set(record["fingerprint"]) == {"recipe", "data"}
+    published = {n: revisions(home, n) for n in ("sst2-lora", "sst2-ia3")}
+    assert all(len(v) == 1 for v in published.values())
+
+    again = zoo([*build, "--push"], env)  # nothing changed: nothing trains, nothing is published
+    assert again.stderr.count("already built from the same recipe and data") == 2 and "training" not in again.stderr
+    assert {n: revisions(home, n) for n in published} == published
+
+    text = (folder / "sst2_ia3.py").read_text()  # one recipe changes: only it trains again
+    (folder / "sst2_ia3.py").write_text(text.replace("learning_rate=", "learning_rate=0.5 * ", 1))
+    changed = zoo([*build, "--push"], env)
+    assert "[1/2] training sst2-ia3" in changed.stderr and "sst2-lora: already built" in changed.stderr
+    assert len(revisions(home, "sst2-ia3")) == 2 and revisions(home, "sst2-lora") == published["sst2-lora"]
+
+    # an interrupted run (checkpoints, no adapter) of the same recipe resumes instead of starting over
+    shutil.rmtree(runs / "sst2-lora" / "adapter")
+    resumed = zoo(build, env)
+    assert "training sst2-lora" in resumed.stderr and "resuming from its last checkpoint" in resumed.stderr
+    assert "sst2-ia3: already built" in resumed.stderr
+    assert json.loads((runs / "sst2-lora" / "adapter" / "zoo.json").read_text())["fingerprint"] == record["fingerprint"]
+
+
+def test_a_build_checks_every_recipe_before_training_any(tiny_bert, shared_data, tmp_path):
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    shutil.copy(ROOT / "recipes" / "sst2_lora.py", folder / "a_sst2_lora.py")
+    (folder / "b_broken.py").write_text("recipe = 5\n")
+    proc = zoo(["train", str(folder), "--set", f"base_model={tiny_bert}", "--output-dir", str(tmp_path / "runs")],
+               {"ZOO_HOME": str(tmp_path / "home"), "ZOO_DATA_DIR": str(shared_data)}, check=False)
+    assert proc.returncode == 2 and "b_broken.py" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
