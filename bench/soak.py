@@ -10,7 +10,10 @@ sentences (the data mirror: ZOO_DATA_DIR, else ../shared/data). Adapters, random
 prefix tuning and last-layers on the shared registry (``max_resident`` of them resident, so the
 registry evicts and reloads all the time), full fine-tuning and LoHa loaded on their own
 (``zoo.load``). Each adapter's answers to a fixed set of sentences are computed first, alone; every
-answer during the soak is compared with them (probabilities within 1e-4).
+answer during the soak is compared with them (probabilities within 1e-4). With ``--causal`` (the
+default) one more thread sends mixed greedy generation requests to LoRA, prompt-tuning and
+prefix-tuning adapters on SmolLM2-135M-Instruct, each checked word for word against the adapter's
+generation alone through plain PEFT.
 
 Churn, one thread: every ~1 s one of: push an adapter again (a new local-hub revision, same weights)
 and reload it through ``zoo.load``; remove an adapter and add it back; add and remove a temporary
@@ -19,7 +22,7 @@ must be converted), which must be refused (or converted) without disturbing anyo
 
 RSS: sampled every second; "after warm-up" is the first sample after ``--warmup`` seconds (default
 a tenth of the run, at least 30 s). The last line is one JSON object:
-requests, rows, errors, wrong, refused_as_expected, churn_events, rss_mb {start, warm, peak, end},
+requests, rows, generations, errors, wrong, refused_as_expected, churn_events, rss_mb {start, warm, peak, end},
 end_vs_warm (end / warm RSS - 1; target within 0.10).
 """
 
@@ -45,6 +48,10 @@ if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_d
     os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
+CAUSAL_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+CAUSAL = ["lora", "prompt-tuning", "prefix-tuning"]
+PROMPTS = ["The capital of France is", "Three colours of the rainbow are", "A good film needs", "Once upon a time",
+           "The best way to learn is", "Water boils at"]
 SHARED = ["lora", "qlora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning", "last-layers"]
 ALONE = ["full", "loha"]
 LABELS = {2: ["negative", "positive"], 4: ["anger", "joy", "optimism", "sadness"]}
@@ -88,6 +95,38 @@ def build(base: str, work: Path) -> dict[str, Path]:
     return out
 
 
+def build_causal(work: Path) -> dict[str, Path]:
+    """One causal adapter per method on SmolLM2 (random weights, as ``make_adapter`` makes them), published."""
+    import torch
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
+
+    from zoo.artifact.record import AdapterRecord
+    from zoo.data.sources import resolve_model
+    from zoo.hub.local import LocalHub
+    from zoo.models.causal import load_base_causal
+
+    configs = {"lora": LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+               "prompt-tuning": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8),
+               "prefix-tuning": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8)}
+    out = {}
+    for seed, method in enumerate(CAUSAL):
+        model, _ = load_base_causal(resolve_model(CAUSAL_BASE))
+        model = get_peft_model(model, configs[method])
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if method == "lora" else 0.05))
+        folder = work / "src" / f"gen-{method}"
+        model.save_pretrained(folder, safe_serialization=True)
+        AdapterRecord(name=f"gen-{method}", base_model=CAUSAL_BASE, task="tatsu-lab/alpaca", method=method, labels=(),
+                      weights="adapter_model.safetensors", task_type="CAUSAL_LM", max_length=256,
+                      generation={"max_new_tokens": 8}, synthetic=True).write(folder)
+        LocalHub().push(folder)
+        out[f"gen-{method}"] = folder
+    return out
+
+
 def hostile(kind: str, src: Path, work: Path) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
@@ -113,6 +152,8 @@ def main() -> None:
     ap.add_argument("--max-resident", type=int, default=4)
     ap.add_argument("--warmup", type=float, default=None, help="seconds before the 'warm' RSS sample")
     ap.add_argument("--base", default=BASE)
+    ap.add_argument("--causal", action=argparse.BooleanOptionalAction, default=True,
+                    help="also generate with causal adapters on SmolLM2 (one more thread)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="zoo-soak-"))
     os.environ["ZOO_HOME"] = str(work / "home")
@@ -138,6 +179,22 @@ def main() -> None:
     gap = min(float(np.abs(expected[a] - expected[b]).max()) for a in expected for b in expected
               if a < b and expected[a].shape == expected[b].shape)
     print(f"smallest difference between two adapters' answers: {gap:.4f} (tolerance 1e-4)", flush=True)
+    causal_expected, causal_registry, distinct = {}, None, 0
+    if args.causal:  # greedy generations of each causal adapter alone, through plain PEFT
+        import gc
+
+        for name, folder in build_causal(work).items():
+            model = load_folder(folder)
+            causal_expected[name] = model.generate(PROMPTS)
+            del model
+            gc.collect()
+        # a wrong route must be visible: how many prompts get different text from every causal adapter
+        distinct = sum(len({causal_expected[n][i] for n in causal_expected}) == len(causal_expected)
+                       for i in range(len(PROMPTS)))
+        print(f"causal adapters: {distinct} of {len(PROMPTS)} prompts answered differently by each", flush=True)
+        causal_registry = shared_registry(CAUSAL_BASE)
+        for name in causal_expected:
+            causal_registry.add(name)
     registry = shared_registry(args.base)  # the one zoo.load uses: a push + zoo.load reloads in it
     registry.max_adapters = args.max_resident
     shared = [f"soak-{m}" for m in SHARED]
@@ -202,6 +259,27 @@ def main() -> None:
             except Exception:  # noqa: BLE001
                 note_error(traceback.format_exc(limit=3))
 
+    def generator() -> None:  # mixed generation requests over the causal adapters, checked token for token
+        rng = random.Random(7)
+        names = sorted(causal_expected)
+        while time.monotonic() < stop:
+            k = rng.randint(1, 4)
+            idx = [rng.randrange(len(PROMPTS)) for _ in range(k)]
+            chosen = [rng.choice(names) for _ in range(k)]
+            try:
+                texts_out = causal_registry.generate([PROMPTS[i] for i in idx], adapters=chosen)
+            except Exception:  # noqa: BLE001
+                note_error(traceback.format_exc(limit=3))
+                continue
+            wrong = sum(got != causal_expected[n][i] for got, n, i in zip(texts_out, chosen, idx))
+            with lock:
+                stats["wrong"] += wrong
+                stats["rows"] += k
+                stats["requests"] += 1
+                stats["generations"] = stats.get("generations", 0) + k
+                if wrong:
+                    wrong_by["causal"] = wrong_by.get("causal", 0) + wrong
+
     def churn() -> None:
         rng = random.Random(99)
         n = 0
@@ -264,6 +342,8 @@ def main() -> None:
     warmup = args.warmup if args.warmup is not None else max(30.0, args.minutes * 6)
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.threads)]
     threads.append(threading.Thread(target=churn, daemon=True))
+    if causal_registry is not None:
+        threads.append(threading.Thread(target=generator, daemon=True))
     began = time.monotonic()
     for t in threads:
         t.start()
@@ -283,7 +363,7 @@ def main() -> None:
     rss.update(warm=warm or peak, peak=peak, end=rss_mb())
     for e in errors:
         print("ERROR:", e, file=sys.stderr)
-    result = {**stats, "wrong_by_adapter": wrong_by, "adapter_gap": round(gap, 4), "minutes": args.minutes, "threads": args.threads, "resident_evictions": registry.stats,
+    result = {**stats, "causal_distinct_prompts": distinct if args.causal else None, "wrong_by_adapter": wrong_by, "adapter_gap": round(gap, 4), "minutes": args.minutes, "threads": args.threads, "resident_evictions": registry.stats,
               "rss_mb": {k: round(v, 1) for k, v in rss.items()},
               "end_vs_warm": round(rss["end"] / rss["warm"] - 1, 4)}
     shutil.rmtree(work, ignore_errors=True)
