@@ -11,6 +11,10 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("ZOO_DATA_DIR", None)
+# The suite runs on pytest-xdist workers, one per core (pyproject's addopts). Each torch then gets one thread:
+# two OpenMP pools spinning on two cores made training 18-25x slower here. Subprocesses inherit this.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 
