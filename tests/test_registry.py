@@ -32,6 +32,7 @@ SPECS = [
     ("emoji-p-tuning", "p-tuning", 20, False),
     ("rte-prefix-tuning", "prefix-tuning", 2, True),
     ("sst2-last-layers", "last-layers", 2, False),
+    ("hate-linear-probe", "linear-probe", 2, False),
 ]
 
 

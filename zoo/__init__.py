@@ -14,6 +14,7 @@ torch, transformers or PEFT; ``zoo.load``, ``zoo.train`` and ``zoo.Zoo`` import 
 
 from zoo._quiet import quiet
 from zoo._version import __version__
+from zoo.config.family import Sweep, load_recipes
 from zoo.config.generation import GenerationArgs
 from zoo.config.overrides import apply_overrides
 from zoo.config.prompts import ALPACA, ALPACA_NO_INPUT, PromptFormat
@@ -21,6 +22,7 @@ from zoo.config.recipe import (
     FullFineTuning,
     InContext,
     LastLayers,
+    LinearProbe,
     Recipe,
     TrainArgs,
     load_recipe,
@@ -85,7 +87,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Zoo", "list_adapters", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "InContext", "GenerationArgs",
+    "Zoo", "list_adapters", "Recipe", "TrainArgs", "FullFineTuning", "LastLayers", "LinearProbe", "InContext", "Sweep", "load_recipes", "GenerationArgs",
     "PromptFormat", "ALPACA", "ALPACA_NO_INPUT", "load_recipe", "apply_overrides", "load", "train", "__version__",
     "ZooError", "RecipeError", "TrainingDiverged", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
     "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "UnsupportedFormat", "UnsupportedAdapter", "BadInput",

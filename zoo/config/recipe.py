@@ -57,6 +57,14 @@ class LastLayers:
 
 
 @dataclass
+class LinearProbe:
+    """Baseline: the encoder stays frozen and only the classification head is trained (what the course
+    reports called "frozen embeddings": how much a task is already in the pretrained features)."""
+
+    zoo_method: ClassVar[str] = "linear-probe"
+
+
+@dataclass
 class InContext:
     """Baseline: no training; the base model answers from its prompt (zero-shot, or k-shot with
     ``prompt.shots`` solved training examples, and an optional persona in ``prompt.system``)."""
@@ -79,7 +87,8 @@ def method_name(method: Any) -> str:
     if peft_type is not None and type(method).__name__.endswith("Config"):
         return str(getattr(peft_type, "value", peft_type)).lower().replace("_", "-")
     raise UnknownMethod(f"unknown method {type(method).__name__}: {method!r:.80}; use a PEFT config (LoraConfig, "
-                        "IA3Config, ...) or one of the zoo's baselines: FullFineTuning(), LastLayers(n), InContext()")
+                        "IA3Config, ...) or one of the zoo's baselines: FullFineTuning(), LastLayers(n), LinearProbe(), "
+                        "InContext()")
 
 
 @dataclass
@@ -209,7 +218,8 @@ class Recipe:
     name: str = field(metadata={"help": "the adapter's short name, <task>-<method> in kebab case"})
     base_model: str = field(metadata={"help": "Hub id (or local folder) of the base model"})
     task: str = field(metadata={"help": "task id, e.g. glue/sst2 (see zoo.data.tasks.TASKS)"})
-    method: Any = field(metadata={"help": "a PEFT config (LoraConfig, ...), FullFineTuning() or LastLayers(n)"})
+    method: Any = field(metadata={"help": "a PEFT config (LoraConfig, ...), FullFineTuning(), LastLayers(n), LinearProbe() "
+                                               "or InContext()"})
     train: TrainArgs = field(default_factory=TrainArgs, metadata={"help": "training settings"})
     seed: int = field(default=42, metadata={"help": "seed for sampling, initialisation and data order",
                                             "range": "[0, 4294967295]"})  # numpy's seeds are 32-bit
@@ -224,6 +234,8 @@ class Recipe:
     generation: GenerationArgs = field(default_factory=GenerationArgs, metadata={"help": "generation settings"})
     quantization: Any = field(
         default=None, metadata={"help": "a transformers BitsAndBytesConfig: train LoRA over a 4-bit base (QLoRA)"})
+    sweep: Optional[dict] = field(
+        default=None, metadata={"help": "set by zoo.Sweep: the sweep's name, its grid and this point's values"})
 
     def __post_init__(self):
         self.validate()
@@ -259,11 +271,19 @@ class Recipe:
                 raise RecipeError(f"prompt.template uses {unknown}; task {task.name} has fields {list(task.fields)}")
             if isinstance(self.method, FullFineTuning):
                 raise RecipeError("full fine-tuning of causal LMs is not a zoo method; use last-layers or a PEFT method")
+            if isinstance(self.method, LinearProbe):
+                raise RecipeError("a linear probe trains a classification head; on a causal LM use last-layers, "
+                                  "a PEFT method or InContext()")
         elif self.verbalizer is not None or self.prompt is not None:
             raise RecipeError("prompt/verbalizer are for causal LMs: use a PEFT config with task_type='CAUSAL_LM' or InContext()")
         if self.verbalizer is not None:
             if task.is_generation or set(self.verbalizer) != set(task.labels):
                 raise RecipeError(f"verbalizer must map every label of {task.name} {list(task.labels)} to a word")
+        if self.sweep is not None and not (
+                isinstance(self.sweep, dict) and set(self.sweep) == {"family", "grid", "point"}
+                and isinstance(self.sweep["family"], str) and isinstance(self.sweep["grid"], dict)
+                and isinstance(self.sweep["point"], dict) and set(self.sweep["point"]) == set(self.sweep["grid"])):
+            raise RecipeError("sweep is set by zoo.Sweep (family, grid, point); leave it out of a recipe")
         self._check_numbers()
 
     def _check_numbers(self) -> None:
@@ -308,6 +328,7 @@ class Recipe:
             "verbalizer": self.verbalizer,
             "generation": self.generation.to_dict(),
             "quantization": self.quantization.to_dict() if self.quantization is not None else None,
+            "sweep": self.sweep,
         })
 
 
@@ -339,8 +360,8 @@ def run_fingerprint(recipe: Recipe) -> dict:
     return {"recipe": recipe_fingerprint(recipe), "data": data_fingerprint(get_task(recipe.task), recipe.data_dir)}
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Import a recipe file by path and return its ``recipe`` (the file's docstring fills ``description``)."""
+def run_recipe_file(path: str | Path):
+    """Import a recipe file by path (a fresh module each time) and return the module; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe file {str(path)!r} does not exist")
@@ -357,16 +378,30 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: importing the recipe failed: {type(e).__name__}: {e}") from e
     finally:
         sys.modules.pop(module_name, None)
+    return module
+
+
+def with_docstring(recipe: Recipe, module) -> Recipe:
+    """The recipe, its description taken from the file's docstring when it has none of its own."""
+    if not recipe.description and module.__doc__:
+        return dataclasses.replace(recipe, description=module.__doc__.strip().splitlines()[0])
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Import a recipe file by path and return its ``recipe`` (the file's docstring fills ``description``).
+    A file of several recipes (a family or a sweep) is read with ``zoo.config.family.load_recipes``."""
+    module = run_recipe_file(path)
     recipe = getattr(module, "recipe", None)
+    if getattr(module, "recipes", None) is not None or type(recipe).__name__ == "Sweep":
+        raise RecipeError(f"{path}: defines several recipes (a family or a sweep); pick one with "
+                          f"`zoo train {path} --only NAME`, or read them all with zoo.load_recipes")
     if recipe is None:
         raise RecipeError(f"{path}: defines no `recipe`; end the file with `recipe = Recipe(...)`")
     if not isinstance(recipe, Recipe):
         raise RecipeError(f"{path}: `recipe` is a {type(recipe).__name__}, not a zoo.Recipe")
-    if not recipe.description and module.__doc__:
-        recipe = dataclasses.replace(recipe, description=module.__doc__.strip().splitlines()[0])
-    return recipe
+    return with_docstring(recipe, module)
 
 
-
-__all__ = ["Recipe", "TrainArgs", "GenerationArgs", "FullFineTuning", "LastLayers", "InContext",
-           "method_name", "load_recipe", "recipe_fingerprint", "run_fingerprint", "snake_case", "check_method_numbers", "first_non_finite", "PEFT_NUMBERS"]
+__all__ = ["Recipe", "TrainArgs", "GenerationArgs", "FullFineTuning", "LastLayers", "LinearProbe", "InContext",
+           "method_name", "load_recipe", "run_recipe_file", "with_docstring", "recipe_fingerprint", "run_fingerprint", "snake_case", "check_method_numbers", "first_non_finite", "PEFT_NUMBERS"]

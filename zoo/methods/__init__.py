@@ -4,7 +4,8 @@ on a base of its own), and what its card and the demo say about it:
 
     full         full fine-tuning (baseline; a whole model)      lora         LoRA and QLoRA
     last_layers  the top blocks and the head (baseline)          ia3          IA3
-    icl          in-context learning (no training; baseline)     prompt       prompt tuning and P-tuning
+    linear_probe the head only, on the frozen encoder (baseline)  prompt       prompt tuning and P-tuning
+    icl          in-context learning (no training; baseline)
     loha         LoHa (served by PEFT on a base of its own)      prefix       prefix tuning
 
 ``METHODS`` is the one list; every other table of methods in the zoo derives from it. Adding a method
@@ -25,13 +26,14 @@ from zoo.methods.full import FULL
 from zoo.methods.ia3 import IA3
 from zoo.methods.icl import ICL
 from zoo.methods.last_layers import LAST_LAYERS
+from zoo.methods.linear_probe import LINEAR_PROBE
 from zoo.methods.loha import LOHA
 from zoo.methods.lora import LORA, QLORA
 from zoo.methods.prefix import PREFIX_TUNING
 from zoo.methods.prompt import P_TUNING, PROMPT_TUNING
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    LORA, QLORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, FULL, LAST_LAYERS, ICL, LOHA)}
+    LORA, QLORA, IA3, PROMPT_TUNING, P_TUNING, PREFIX_TUNING, FULL, LAST_LAYERS, LINEAR_PROBE, ICL, LOHA)}
 
 
 def get(name: str) -> Method:

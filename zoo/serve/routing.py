@@ -52,6 +52,11 @@ class Route:
         """The route of the first ``stop`` rows (a prefix of whole segments)."""
         return Route(tuple(s for s in self.segments if s.stop <= stop), stop)
 
+    def slice(self, start: int, stop: int) -> "Route":
+        """The route of rows ``start:stop`` (whole segments), renumbered from 0."""
+        return Route(tuple(Segment(s.adapter, s.start - start, s.stop - start) for s in self.segments
+                           if s.start >= start and s.stop <= stop), stop - start)
+
     def repeat(self, k: int) -> "Route":
         """The route once every row is repeated ``k`` times in place, as beam search expands a batch."""
         return Route(tuple(Segment(s.adapter, s.start * k, s.stop * k) for s in self.segments), self.rows * k)
@@ -71,9 +76,11 @@ def current_route() -> Route | None:
 
 
 def route_rows(chunk: list[int], rows) -> tuple[list[int], Route]:
-    """The chunk reordered so each adapter's rows are one slice (adapters replacing blocks last), and its route."""
+    """The chunk reordered so each adapter's rows are one slice, and its route. Adapters replacing more blocks
+    come later (a linear probe's pooler before a last-layers adapter's top layers and pooler), so that the rows
+    sharing a block are few runs: each is one call of the block."""
     order: dict[int, list[int]] = OrderedDict()
-    for i in sorted(chunk, key=lambda i: bool(rows[i].blocks)):
+    for i in sorted(chunk, key=lambda i: len(rows[i].blocks)):
         order.setdefault(id(rows[i]), []).append(i)
     chunk = [i for members in order.values() for i in members]
     segments, start = [], 0
@@ -203,9 +210,9 @@ def _slice_rows(value, start: int, stop: int, rows: int):
 class RoutedBlock(nn.Module):
     """A base block (a transformer layer, the pooler) that last-layers adapters may replace.
 
-    Rows of adapters with their own copy of this block run through it; all other rows run the
-    shared block in one call. The registry orders segments so that replacing adapters come last
-    and the shared rows are one leading slice.
+    Rows of adapters with their own copy of this block run through it; the other rows run the shared
+    block, one call per run of consecutive rows. The registry orders segments so that adapters
+    replacing more blocks come last, which makes those runs few (one, when the replaced blocks nest).
     """
 
     def __init__(self, base: nn.Module, path: str):
@@ -229,18 +236,23 @@ class RoutedBlock(nn.Module):
             # a KV cache is one object for the whole batch: split calls would append partial rows to it
             raise RuntimeError("a cached forward cannot mix replaced and shared layers")  # the registry never does this
         parts = []
-        shared_stop = own[0][0].start
-        if shared_stop > 0:
-            sub = route.head(shared_stop)
-            a = [_slice_rows(v, 0, shared_stop, rows) for v in args]
-            k = {n: _slice_rows(v, 0, shared_stop, rows) for n, v in kwargs.items()}
-            with routed(sub):
-                parts.append(self.base(hidden[:shared_stop], *a, **k))
-        for seg, block in own:
+
+        def shared(start: int, stop: int) -> None:  # rows start:stop (whole segments) keep the base's block
+            if stop > start:
+                a = [_slice_rows(v, start, stop, rows) for v in args]
+                k = {n: _slice_rows(v, start, stop, rows) for n, v in kwargs.items()}
+                with routed(route.slice(start, stop)):
+                    parts.append(self.base(hidden[start:stop], *a, **k))
+
+        done = 0
+        for seg, block in own:  # in row order; the rows between them run the shared block, one call per run
+            shared(done, seg.start)
             a = [_slice_rows(v, seg.start, seg.stop, rows) for v in args]
             k = {n: _slice_rows(v, seg.start, seg.stop, rows) for n, v in kwargs.items()}
             with routed(Route((), seg.stop - seg.start)):  # the adapter's own block has no deltas inside
                 parts.append(block(hidden[seg.start:seg.stop], *a, **k))
+            done = seg.stop
+        shared(done, rows)
         return _cat_rows(parts)
 
 
