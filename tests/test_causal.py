@@ -127,7 +127,8 @@ def test_causal_recipe_trains_a_few_steps(path, tiny_llama, tiny_gpt2, causal_mi
     recipe = load_recipe(path)
     if recipe.quantization is not None and not quantization_works():
         pytest.skip("4-bit bitsandbytes needs CUDA here (see zoo/quantization.py cpu_4bit_status)")
-    data = {"glue/mnli": mnli_mirror, "tatsu-lab/alpaca": SHARED_DATA, "glue/sst2": SHARED_DATA}.get(recipe.task, causal_mirror)
+    data = {"glue/mnli": mnli_mirror, "tatsu-lab/alpaca": SHARED_DATA, "glue/sst2": SHARED_DATA,
+            "tweet_eval/emotion": SHARED_DATA}.get(recipe.task, causal_mirror)
     base = _base_for(recipe, tiny_llama, tiny_gpt2)
     recipe = apply_overrides(recipe, quick(base, data))
     snap = Snapshot()

@@ -6,7 +6,7 @@ import pytest
 from peft import LoraConfig, VeraConfig
 
 from tests.conftest import RECIPES
-from zoo import Recipe, TrainArgs, apply_overrides, load_recipe
+from zoo import Recipe, TrainArgs, apply_overrides, load_recipe, load_recipes
 from zoo.config.recipe import snake_case
 from zoo.errors import RecipeError, UnknownMethod, UnknownTask
 from zoo.methods import METHODS, of_recipe
@@ -14,19 +14,38 @@ from zoo.methods import METHODS, of_recipe
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
 def test_shipped_recipe_is_valid_and_named_after_its_file(path):
-    recipe = load_recipe(path)
-    assert snake_case(recipe.name) == path.stem
-    assert recipe.name.endswith("-" + recipe.method_name)
-    assert recipe.description, "the recipe's docstring becomes its card description"
+    found = load_recipes(path)
+    for recipe in found:
+        assert recipe.name.endswith("-" + recipe.method_name)
+        assert recipe.description, "the recipe's docstring becomes its card description"
+        assert of_recipe(recipe).name == recipe.method_name
+    if len(found) == 1:
+        assert snake_case(found[0].name) == path.stem
+        assert load_recipe(path) == found[0]
+    else:  # a family or a sweep: <prefix>_<method>.py holds <prefix>-...-<method> adapters
+        method = snake_case(found[0].method_name)
+        prefix = path.stem[: -len(method) - 1]
+        assert path.stem.endswith("_" + method)
+        assert all(snake_case(r.name).startswith(prefix + "_") and snake_case(r.name).endswith("_" + method) for r in found)
 
 
 def test_every_method_has_an_sst2_recipe():
-    names = {load_recipe(p).name for p in RECIPES}
+    names = {r.name for p in RECIPES for r in load_recipes(p)}
     # QLoRA's recipes are on decoders (alpaca_qlora, mnli_llama3_qlora): a 4-bit MiniLM is no baseline anyone runs
     assert {f"sst2-{m}" for m in METHODS if m not in ("icl", "qlora")} <= names
     assert {"alpaca-qlora", "mnli-llama3-qlora"} <= names
     assert {"sst2-zero-shot-icl", "sst2-3-shot-icl"} <= names
     assert {"rte-lora", "mnli-lora", "mnli-full", "mnli-p-tuning"} <= names
+
+
+def test_three_tasks_have_the_full_method_table_and_the_catalogue_its_rows():
+    names = {r.name for p in RECIPES for r in load_recipes(p)}
+    classification = ("full", "last-layers", "linear-probe", "lora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning")
+    for task in ("sst2", "rte", "tweet-emotion"):
+        assert {f"{task}-{m}" for m in classification} <= names, task
+    assert {f"tweet-stance-{t}-lora" for t in ("abortion", "atheism", "climate", "feminist", "hillary")} <= names
+    assert {"tweet-emotion-zero-shot-icl", "tweet-emotion-3-shot-icl"} <= names
+    assert {f"tweet-{t}-lora" for t in ("emoji", "emotion", "hate", "irony", "offensive")} <= names
 
 
 def test_mnli_recipes_follow_the_homework_settings():

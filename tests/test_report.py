@@ -89,3 +89,44 @@ def test_report_filters_by_task_and_says_when_nothing_matches(fixture_zoo, tmp_p
     assert [p.name for p in written] == ["results.md", "glue-rte.csv", "glue-rte-quality.png"]
     empty = write_report(LocalHub().list(), tmp_path / "none", task="glue/mnli")
     assert "No published entries match" in empty[0].read_text()
+
+
+def test_a_sweep_is_one_best_row_and_a_heat_map_with_one_cell_per_published_point(fixture_zoo, tiny_bert, tmp_path):
+    """Five of a 3 x 2 grid published (one point failed or was never trained): the heat map and the grid table
+    hold those five values in their cells and a gap for the sixth; the task table shows the best point once."""
+    from zoo.catalogue.report import heatmap, sweeps
+    from zoo.catalogue.table import task_tables
+    from zoo.hub.local import LocalHub as Hub
+
+    grid = {"method.r": [2, 8, 32], "train.learning_rate": [0.0003, 0.001]}
+    points = [(r, lr) for r in grid["method.r"] for lr in grid["train.learning_rate"]]
+    values = {}
+    for k, (r, lr) in enumerate(points, 1):
+        if (r, lr) == (32, 0.0003):
+            continue  # never published
+        name = f"sst2-rank-{k}-lora"
+        values[(r, lr)] = round(0.80 + 0.01 * k, 4)
+        folder = make_adapter(str(tiny_bert), tmp_path / name, name=name, method="lora", labels=LABELS, seed=k)
+        published(folder, metrics={"validation": {"accuracy": values[(r, lr)], "n": 872}},
+                  efficiency={"trainable_params": 1000 * r, "total_params": 22_700_000},
+                  sweep={"family": "sst2-rank-lora", "grid": grid, "point": {"method.r": r, "train.learning_rate": lr}})
+    env = {**os.environ, "ZOO_HOME": str(fixture_zoo)}
+    out = tmp_path / "docs"
+    proc = subprocess.run([ZOO, "report", "--hub", "local", "--out", str(out), "--task", "glue/sst2"], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "results.md").read_text()
+    assert "### Sweep sst2-rank-lora" in md and "5 published points over `method.r`, `train.learning_rate`" in md
+    table = md.split("### Sweep sst2-rank-lora")[1]
+    assert "| 2 | 0.8100 | 0.8200 |" in table and "| 8 | 0.8300 | 0.8400 |" in table and "| 32 | — | 0.8600 |" in table
+    best = [line for line in md.splitlines() if "best of 5-point sweep sst2-rank-lora" in line]
+    assert len(best) == 1 and "sst2-rank-6-lora" in best[0], "one row per sweep in the task table: its best point"
+    assert "sst2-rank-1-lora" not in md.split("### Sweep")[0]
+    with open(out / "results" / "glue-sst2.csv", newline="") as f:
+        assert sum(1 for r in csv.DictReader(f) if r["adapter"].startswith("sst2-rank-")) == 5  # the CSV keeps them all
+    with Image.open(out / "results" / "sst2-rank-lora-heatmap.png") as image:
+        image.verify()
+        assert image.format == "PNG"
+    assert "results/sst2-rank-lora-heatmap.png" in md
+    rows = task_tables(Hub().list(task="glue/sst2"))["glue/sst2"]
+    assert heatmap("sst2-rank-lora", sweeps(rows)["sst2-rank-lora"], tmp_path / "h.png") == 5

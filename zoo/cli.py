@@ -42,21 +42,26 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue from the run folder's last checkpoint"),
     force: bool = typer.Option(False, "--force", help="with several recipes: train even those already built "
                                "(published with --push, else in their run folder) from the same recipe and data"),
+    only: List[str] = typer.Option([], "--only", help="train only the recipe(s) of this name, from a family or sweep "
+                                   "file (repeatable); `zoo recipe FILE` lists the names"),
     data_dir: DataDirOption = None,
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
     """Train adapters from recipes, evaluate each on validation, and optionally publish them.
 
-    Several recipes (or a folder) make a build: each recipe whose adapter is already built from the same
+    A file may define a family (`recipes = [...]`) or a sweep (`Sweep(recipe, grid=...)`): every recipe in it
+    is trained, or those named with --only. Several recipes (or a folder) make a build: each recipe whose adapter is already built from the same
     recipe and data (the fingerprint in its zoo.json) is skipped, an interrupted one resumes from its
     last checkpoint, and the rest train one after the other."""
-    from zoo.config.overrides import apply_overrides
-    from zoo.config.recipe import load_recipe, run_fingerprint
+    from zoo.config.family import load_recipes
+    from zoo.config.family import only as pick
+    from zoo.config.recipe import run_fingerprint
 
     try:
         paths = _recipe_paths(recipes)
         sets = list(set_) + ([f"data_dir={data_dir}"] if data_dir else [])
-        loaded = [apply_overrides(load_recipe(p), sets) for p in paths]  # every recipe checked before any trains
+        loaded = [r for p in paths for r in load_recipes(p, sets)]  # every recipe checked before any trains
+        loaded = pick(loaded, only, ", ".join(map(str, recipes)))
         build = len(loaded) > 1
         names = [r.name for r in loaded]
         if len(set(names)) != len(names):
@@ -169,18 +174,28 @@ def _publish(folder: Path, hub: Optional[str], repo_id: Optional[str], private: 
 def recipe(
     path: Path = typer.Argument(..., help="recipe file, e.g. recipes/sst2_lora.py"),
     set_: List[str] = typer.Option([], "--set", help="show the recipe with these overrides applied"),
+    only: Optional[str] = typer.Option(None, "--only", help="the recipe of this name, from a family or sweep file"),
 ):
-    """Show every key of a recipe that --set can change, with its value, type and help."""
-    from zoo.config.overrides import apply_overrides, describe
-    from zoo.config.recipe import load_recipe
+    """Show every key of a recipe that --set can change, with its value, type and help (a family or sweep
+    file: the names of its recipes, and each sweep point's values)."""
+    from zoo.config.family import load_recipes
+    from zoo.config.family import only as pick
+    from zoo.config.overrides import describe
 
     try:
-        r = apply_overrides(load_recipe(path), list(set_))
+        found = pick(load_recipes(path, list(set_)), [only] if only else [], str(path))
         from zoo.methods import of_recipe
 
-        method = of_recipe(r)  # a method the zoo does not know is said here, not after minutes of training
+        methods = [of_recipe(r) for r in found]  # a method the zoo does not know is said here, not after training
     except ZooError as e:
         _fail(e)
+    if len(found) > 1:
+        typer.echo(f"{path}: {len(found)} recipes (show one with --only NAME)")
+        for r, method in zip(found, methods):
+            point = ", ".join(f"{k}={v}" for k, v in r.sweep["point"].items()) if r.sweep else ""
+            typer.echo(f"  {r.name:40} {method.title:16} {r.task:28} {point}")
+        return
+    r, method = found[0], methods[0]
     typer.echo(f"{r.name}: {r.description}")
     typer.echo(f"  method: {method.title} ({method.summary})")
     for key, value, kind, text in describe(r):

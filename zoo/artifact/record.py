@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -110,6 +111,17 @@ MAX_LENGTH_LIMIT = 1 << 20  # no base has more positions; a bigger number is a d
 _REQUIRED = ("name", "base_model", "task", "method", "labels", "weights")
 
 
+def _sweep_ok(v, text) -> bool:
+    """A sweep point as zoo.Sweep writes it: names printable, values plain JSON scalars, the point on the grid."""
+    scalar = lambda x: x is None or isinstance(x, (bool, int, str)) or isinstance(x, float) and math.isfinite(x)  # noqa: E731
+    if not (isinstance(v, dict) and set(v) == {"family", "grid", "point"} and text(v["family"])
+            and isinstance(v["grid"], dict) and isinstance(v["point"], dict) and 0 < len(v["grid"]) <= 8):
+        return False
+    grid_ok = all(text(k) and isinstance(vals, list) and 0 < len(vals) <= 100 and all(map(scalar, vals))
+                  for k, vals in v["grid"].items())
+    return grid_ok and set(v["point"]) == set(v["grid"]) and all(scalar(x) for x in v["point"].values())
+
+
 @dataclass(frozen=True)
 class AdapterRecord:
     """zoo.json, read and checked once: what an adapter is (name, base, task, method, labels, prompt...)
@@ -156,6 +168,7 @@ class AdapterRecord:
     created: str | None = None
     synthetic: bool = False               # random weights (zoo.testing): for serving tests, never a result
     fingerprint: dict = field(default_factory=dict)  # {"recipe": hash, "data": hash}: a rebuild skips what matches
+    sweep: dict | None = None             # a sweep's point: {"family": name, "grid": {key: [values]}, "point": {key: value}}
     extra: dict = field(default_factory=dict, compare=False)
 
     # ------------------------------------------------------------------ derived facts
@@ -221,6 +234,8 @@ class AdapterRecord:
         if data.get("verbalizer") is not None:
             need("verbalizer", lambda v: all(k in data["labels"] and isinstance(w, list) and all(text(x) for x in w)
                                              for k, w in v.items()), "label -> list of words, for its own labels")
+        need("sweep", lambda v: v is None or _sweep_ok(v, text),
+             "null or {family, grid: {key: [values]}, point: {key: value}} of plain names and values")
         if data.get("generation"):
             # keys a newer zoo.json may add are ignored; the known ones must make sense
             check_generation({k: v for k, v in data["generation"].items() if k in GENERATION_DEFAULTS},

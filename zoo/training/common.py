@@ -125,7 +125,7 @@ def folder_size(folder: Path, names=None) -> int:
 def provenance(recipe: Recipe, task, fingerprint: dict) -> dict:
     """What every record says of its run: the resolved recipe, where the data came from, library versions, when."""
     return {"recipe": recipe.to_dict(), "versions": versions(),
-            "fingerprint": fingerprint,
+            "fingerprint": fingerprint, "sweep": recipe.sweep,
             "data_source": str(recipe.data_dir or os.environ.get("ZOO_DATA_DIR") or f"hub:{task.hub_dataset}"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
