@@ -7,8 +7,13 @@ recipe = Recipe(
     name="tweet-emoji-lora",
     base_model="sentence-transformers/all-MiniLM-L6-v2",
     task="tweet_eval/emoji",
-    # the report's LoRA: rank 8 on the attention query and value projections, PEFT's defaults otherwise
-    method=LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=32, lora_dropout=0.1, target_modules=["query", "value"]),
-    # 45,000 tweets / 16 = 2,813 steps/epoch; 1 epoch; LoRA wants a larger rate than full fine-tuning's 5e-5
-    train=TrainArgs(learning_rate=1e-3, epochs=1, batch_size=16, warmup_ratio=0.06, weight_decay=0.01),
+    # The report's r=8 on query/value reached macro-F1 0.13 after one epoch, under FastText's 0.258: 20 classes
+    # need more capacity, so rank 16 on every attention and feed-forward projection (as sst2-lora), ~0.6M weights.
+    method=LoraConfig(task_type="SEQ_CLS", r=16, lora_alpha=32, lora_dropout=0.1,
+                      target_modules=["query", "key", "value", "dense"]),
+    # 45,000 tweets / 32 = 1,407 steps/epoch; at most 3 epochs, the best kept by macro-F1 (patience 1). The labels
+    # are skewed (red heart 9,204 tweets, the rarest 934) and macro-F1 counts each emoji the same, so each class's
+    # loss is weighted by n / (20 x its count).
+    train=TrainArgs(learning_rate=1e-3, epochs=3, batch_size=32, max_length=64, warmup_ratio=0.06, weight_decay=0.01,
+                    early_stopping_patience=1, class_weights="balanced"),
 )

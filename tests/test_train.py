@@ -101,3 +101,29 @@ def test_resume_without_checkpoint_is_an_error(tiny_bert, shared_data, tmp_path)
     recipe = apply_overrides(load_recipe("recipes/sst2_lora.py"), quick_overrides(tiny_bert, shared_data))
     with pytest.raises(ZooError, match="no checkpoint"):
         train(recipe, output_dir=tmp_path / "run", progress=False, resume=True)
+
+
+def test_balanced_class_weights_weigh_every_class_the_same_in_total(tiny_bert, shared_data, tmp_path):
+    """train.class_weights=balanced: class c's loss is weighted n / (k x count_c), so the rare class's rows pull as
+    hard in total as the common class's; a run with it trains and records the setting."""
+    from zoo.training.classifier import balanced_loss
+
+    labels = [0] * 6 + [1] * 2
+    loss = balanced_loss(labels, 2)
+    assert torch.allclose(loss.weights, torch.tensor([8 / (2 * 6), 8 / (2 * 2)]))
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    target = torch.tensor([0, 1, 1])
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    want = (ce * loss.weights[target]).sum() / 3
+    assert torch.allclose(loss({"logits": logits}, target), want)
+    assert torch.allclose(loss({"logits": logits}, target, num_items_in_batch=6), want / 2)  # accumulated: / all items
+
+    recipe = apply_overrides(load_recipe("recipes/tweet_emotion_lora.py"),
+                             quick_overrides(tiny_bert, shared_data, steps=3) + ["train.class_weights=balanced"])
+    result = train(recipe, output_dir=tmp_path / "run", progress=False)
+    meta = json.loads((result.adapter_dir / "zoo.json").read_text())
+    assert meta["recipe"]["train"]["class_weights"] == "balanced"
+    with pytest.raises(Exception, match="'balanced' or None"):
+        apply_overrides(recipe, ["train.class_weights=inverse"])
+    with pytest.raises(Exception, match="class_weights is for classifiers"):
+        apply_overrides(load_recipe("recipes/alpaca_lora.py"), ["train.class_weights=balanced"])

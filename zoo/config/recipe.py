@@ -129,6 +129,9 @@ class TrainArgs:
     )
     logging_steps: int = field(default=50, metadata={"help": "log the loss every N steps", "range": ">= 1"})
     save_total_limit: int = field(default=1, metadata={"help": "checkpoints kept for --resume", "range": ">= 1"})
+    class_weights: Optional[str] = field(
+        default=None, metadata={"help": "classifiers: 'balanced' weights each class's loss by n / (classes x its "
+                                        "training count), for skewed labels and macro-F1; None: plain cross-entropy"})
 
     def __post_init__(self):
         self.validate()
@@ -138,6 +141,8 @@ class TrainArgs:
         check_numbers(self, "train.")
         if self.epochs == 0 and self.max_steps < 1:
             raise RecipeError("train.epochs must be > 0 (or set train.max_steps)")
+        if self.class_weights not in (None, "balanced"):
+            raise RecipeError(f"train.class_weights must be 'balanced' or None, got {self.class_weights!r:.40}")
 
 
 # PEFT configs' numbers that the zoo's methods use: name -> (kind, range, None allowed). PEFT checks few of them
@@ -271,6 +276,8 @@ class Recipe:
                 raise RecipeError(f"prompt.template uses {unknown}; task {task.name} has fields {list(task.fields)}")
             if isinstance(self.method, FullFineTuning):
                 raise RecipeError("full fine-tuning of causal LMs is not a zoo method; use last-layers or a PEFT method")
+            if self.train.class_weights is not None:
+                raise RecipeError("train.class_weights is for classifiers; a causal LM is trained on its answer tokens")
             if isinstance(self.method, LinearProbe):
                 raise RecipeError("a linear probe trains a classification head; on a causal LM use last-layers, "
                                   "a PEFT method or InContext()")
