@@ -70,3 +70,24 @@ def test_a_build_checks_every_recipe_before_training_any(tiny_bert, shared_data,
                {"ZOO_HOME": str(tmp_path / "home"), "ZOO_DATA_DIR": str(shared_data)}, check=False)
     assert proc.returncode == 2 and "b_broken.py" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_offline_build_trains_what_this_machine_has_and_lists_the_rest(tiny_bert, shared_data, tmp_path):
+    """--offline: a recipe whose base is only on the Hub, or whose task is not in the data mirror, is listed as
+    skipped with the reason; the others train."""
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    text = (ROOT / "recipes" / "sst2_ia3.py").read_text()
+    (folder / "sst2_ia3.py").write_text(text.replace('"sentence-transformers/all-MiniLM-L6-v2"', repr(str(tiny_bert))))
+    (folder / "sst2_lora.py").write_text((ROOT / "recipes" / "sst2_lora.py").read_text().replace(
+        '"sentence-transformers/all-MiniLM-L6-v2"', '"some-org/only-on-the-hub"'))
+    (folder / "mnli_lora.py").write_text((ROOT / "recipes" / "mnli_lora.py").read_text().replace(
+        '"FacebookAI/roberta-large"', repr(str(tiny_bert))))
+    sets = [a for o in quick_overrides(tiny_bert, shared_data, steps=2) if not o.startswith("base_model=")
+            for a in ("--set", o)]
+    out = zoo(["train", str(folder), "--offline", *sets, "--output-dir", str(tmp_path / "runs"), "--no-progress"],
+              {"ZOO_HOME": str(tmp_path / "home")})
+    assert "skipped sst2-lora: base model some-org/only-on-the-hub is not on this machine" in out.stderr
+    assert "skipped mnli-lora: task glue/mnli is not in the data mirror" in out.stderr
+    assert "training sst2-ia3" in out.stderr and (tmp_path / "runs" / "sst2-ia3" / "adapter" / "zoo.json").is_file()
+    assert not (tmp_path / "runs" / "sst2-lora").exists() and not (tmp_path / "runs" / "mnli-lora").exists()

@@ -44,6 +44,8 @@ def train(
                                "(published with --push, else in their run folder) from the same recipe and data"),
     only: List[str] = typer.Option([], "--only", help="train only the recipe(s) of this name, from a family or sweep "
                                    "file (repeatable); `zoo recipe FILE` lists the names"),
+    offline: bool = typer.Option(False, "--offline", help="train only the recipes whose base model and data are on "
+                                 "this machine (the offline zoo); the others are listed as skipped, with the reason"),
     data_dir: DataDirOption = None,
     progress: bool = typer.Option(True, help="show progress bars"),
 ):
@@ -62,7 +64,17 @@ def train(
         sets = list(set_) + ([f"data_dir={data_dir}"] if data_dir else [])
         loaded = [r for p in paths for r in load_recipes(p, sets)]  # every recipe checked before any trains
         loaded = pick(loaded, only, ", ".join(map(str, recipes)))
-        build = len(loaded) > 1
+        build = len(loaded) > 1  # a build (run folders per recipe, skips, [k/n]) even if --offline leaves one
+        if offline:
+            from zoo.training import needs_network
+
+            reasons = {r.name: needs_network(r) for r in loaded}
+            for name, why in reasons.items():
+                if why:
+                    typer.echo(f"skipped {name}: {why} (--offline)", err=True)
+            loaded = [r for r in loaded if not reasons[r.name]]
+            if not loaded:
+                raise ZooError("--offline: none of these recipes can train without the Hub")
         names = [r.name for r in loaded]
         if len(set(names)) != len(names):
             raise ZooError(f"two recipes are named {next(n for n in names if names.count(n) > 1)!r}; names must differ")

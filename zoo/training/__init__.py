@@ -42,4 +42,26 @@ def train(recipe: Recipe, *, output_dir: Optional[str | Path] = None, resume: bo
                    fingerprint=fingerprint)
 
 
-__all__ = ["train", "TrainResult"]
+def needs_network(recipe: Recipe) -> Optional[str]:
+    """Why ``recipe`` cannot train on this machine without the Hub (its base model is only on the Hub, or its
+    task's data is not in the local mirror), or None when it can. Looks, downloads nothing."""
+    from zoo.data.sources import data_dir as resolve_data_dir
+    from zoo.data.sources import resolve_model
+    from zoo.data.tasks import get_task
+    from zoo.errors import ModelNotFound
+
+    try:
+        if resolve_model(recipe.base_model).source == "hub":
+            return f"base model {recipe.base_model} would be downloaded from the Hub"
+    except ModelNotFound:
+        return f"base model {recipe.base_model} is not on this machine"
+    task = get_task(recipe.task)
+    root = resolve_data_dir(recipe.data_dir)
+    if root is None:
+        return f"no local data mirror (set ZOO_DATA_DIR) for {task.name}"
+    if not (root / task.mirror_folder).is_dir():
+        return f"task {task.name} is not in the data mirror {root}"
+    return None
+
+
+__all__ = ["train", "TrainResult", "needs_network"]
