@@ -1,21 +1,26 @@
-"""Training throughput: the zoo's LoRA SST-2 recipe against the plain transformers + PEFT tutorial script.
+"""Training throughput: the zoo's LoRA SST-2 recipe against the plain transformers + PEFT tutorial script,
+over several seeds (mean and spread of examples/s and validation accuracy on each side).
 
 Both train the same LoRA config, learning rate, batch size and epochs on the same SST-2 sample
 (seeded) and evaluate on the same validation set; only the pipeline differs. The tutorial is the
 one in PEFT's docs: Trainer, tokenizer(truncation=True), DataCollatorWithPadding, evaluation each
-epoch. The seeds' course reports padded every example to max_length; that style runs too.
+epoch. Zoo variants (``--variant NAME=KEY=VALUE``, e.g. ``bf16=train.bf16=true``) run beside the
+plain zoo recipe on the same seeds, to measure a lever rather than assume it.
 
-    ZOO_DATA_DIR=../shared/data python bench/train_speed.py                  # 8,000 examples, 1 epoch
-    ZOO_DATA_DIR=../shared/data python bench/train_speed.py --samples 0      # the full training set
+    ZOO_DATA_DIR=../shared/data python bench/train_speed.py                          # 4,000 examples, 3 seeds
+    ZOO_DATA_DIR=../shared/data python bench/train_speed.py --variant bf16=train.bf16=true
+    ZOO_DATA_DIR=../shared/data python bench/train_speed.py --samples 0 --seeds 1    # the full training set
 
-Ends with one JSON line: zoo_ex_per_s, tutorial_ex_per_s, ratio, zoo_accuracy, tutorial_accuracy
-(and max_length_ex_per_s, ratio_vs_max_length, max_length_accuracy).
+Run it alone on the machine: a second busy process makes torch training 18-25x slower on 2 cores. Ends with
+one JSON line: per side (zoo, tutorial, each variant) the mean and standard deviation of examples/s and
+accuracy, the ratio of mean examples/s to the tutorial's, and the accuracy difference of the means.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +36,7 @@ from zoo.data.tasks import get_task, load_split  # noqa: E402
 from zoo.training import train  # noqa: E402
 
 
-def tutorial(recipe, train_raw, eval_raw, out: Path, *, padding: str | bool = False) -> dict:
+def tutorial(recipe, train_raw, eval_raw, out: Path) -> dict:
     """PEFT's sequence-classification tutorial, with the recipe's LoRA config and training settings."""
     import torch
     from peft import get_peft_model
@@ -45,7 +50,7 @@ def tutorial(recipe, train_raw, eval_raw, out: Path, *, padding: str | bool = Fa
     model = get_peft_model(model, recipe.method)
 
     def tokenize(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=recipe.train.max_length, padding=padding)
+        return tokenizer(batch["text"], truncation=True, max_length=recipe.train.max_length)
 
     train_ds = train_raw.map(tokenize, batched=True, remove_columns=["text"])
     eval_ds = eval_raw.map(tokenize, batched=True, remove_columns=["text"])
@@ -67,41 +72,67 @@ def tutorial(recipe, train_raw, eval_raw, out: Path, *, padding: str | bool = Fa
     return {"ex_per_s": float(metrics["train_samples_per_second"]), "accuracy": float(accuracy)}
 
 
+def summary(runs: list[dict]) -> dict:
+    def spread(key):
+        values = [r[key] for r in runs]
+        return round(statistics.mean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+
+    (ex, ex_sd), (acc, acc_sd) = spread("ex_per_s"), spread("accuracy")
+    return {"ex_per_s": ex, "ex_per_s_sd": ex_sd, "accuracy": acc, "accuracy_sd": acc_sd, "runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(ROOT / "recipes/sst2_lora.py"))
-    parser.add_argument("--samples", type=int, default=8000, help="training examples (0: all)")
+    parser.add_argument("--samples", type=int, default=4000, help="training examples (0: all)")
     parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--skip-max-length", action="store_true", help="skip the padding='max_length' run")
-    parser.add_argument("--set", action="append", default=[], dest="overrides", help="extra recipe overrides")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per side: 42, 43, ...")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=KEY=VALUE[,KEY=VALUE]: a zoo run with overrides")
+    parser.add_argument("--skip-tutorial", action="store_true")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="overrides for every zoo run")
     args = parser.parse_args()
 
     samples = args.samples or None
-    recipe = apply_overrides(load_recipe(args.recipe), [f"train.epochs={args.epochs}", f"train.max_train_samples={samples}", *args.overrides])
-    task = get_task(recipe.task)
-    train_raw = load_split(task, "train", data_dir=recipe.data_dir, max_samples=samples, seed=recipe.seed)
-    eval_raw = load_split(task, "validation", data_dir=recipe.data_dir)
-    print(f"bench: {recipe.name}, {train_raw.num_rows} training examples, {args.epochs} epoch(s), "
-          f"{eval_raw.num_rows} validation examples", flush=True)
-
+    base = apply_overrides(load_recipe(args.recipe),
+                           [f"train.epochs={args.epochs}", f"train.max_train_samples={samples}", *args.overrides])
+    variants = {"zoo": []}
+    for text in args.variant:
+        name, _, sets = text.partition("=")
+        variants[name] = [s for s in sets.split(",") if s]
+    task = get_task(base.task)
+    eval_raw = load_split(task, "validation", data_dir=base.data_dir)
+    print(f"bench: {base.name}, {samples or 'all'} training examples, {args.epochs} epoch(s), {eval_raw.num_rows} "
+          f"validation examples, seeds {args.seeds}, sides: {', '.join(variants)}{'' if args.skip_tutorial else ', tutorial'}",
+          flush=True)
+    runs: dict[str, list] = {name: [] for name in variants}
+    if not args.skip_tutorial:
+        runs["tutorial"] = []
     with tempfile.TemporaryDirectory() as tmp:
-        zoo_run = train(recipe, output_dir=Path(tmp) / "zoo", progress=False)
-        zoo = {"ex_per_s": zoo_run.efficiency["train_examples_per_second"], "accuracy": zoo_run.metrics["accuracy"]}
-        print(f"zoo:       {zoo['ex_per_s']:8.1f} ex/s   accuracy {zoo['accuracy']:.4f}", flush=True)
-        tut = tutorial(recipe, train_raw, eval_raw, Path(tmp) / "tutorial")
-        print(f"tutorial:  {tut['ex_per_s']:8.1f} ex/s   accuracy {tut['accuracy']:.4f}", flush=True)
-        result = {
-            "zoo_ex_per_s": round(zoo["ex_per_s"], 2), "tutorial_ex_per_s": round(tut["ex_per_s"], 2),
-            "ratio": round(zoo["ex_per_s"] / tut["ex_per_s"], 3),
-            "zoo_accuracy": round(zoo["accuracy"], 4), "tutorial_accuracy": round(tut["accuracy"], 4),
-        }
-        if not args.skip_max_length:
-            padded = tutorial(recipe, train_raw, eval_raw, Path(tmp) / "padded", padding="max_length")
-            print(f"max_length:{padded['ex_per_s']:8.1f} ex/s   accuracy {padded['accuracy']:.4f}", flush=True)
-            result.update({"max_length_ex_per_s": round(padded["ex_per_s"], 2),
-                           "ratio_vs_max_length": round(zoo["ex_per_s"] / padded["ex_per_s"], 3),
-                           "max_length_accuracy": round(padded["accuracy"], 4)})
-    print(f"ratio zoo/tutorial: {result['ratio']:.2f}x", flush=True)
+        for seed in range(42, 42 + args.seeds):
+            for name, sets in variants.items():
+                recipe = apply_overrides(base, [f"seed={seed}", *sets])
+                result = train(recipe, output_dir=Path(tmp) / f"{name}-{seed}", progress=False)
+                row = {"seed": seed, "ex_per_s": result.efficiency["train_examples_per_second"],
+                       "accuracy": result.metrics["accuracy"]}
+                runs[name].append(row)
+                print(f"{name:>10} seed {seed}: {row['ex_per_s']:8.1f} ex/s   accuracy {row['accuracy']:.4f}", flush=True)
+            if not args.skip_tutorial:
+                recipe = apply_overrides(base, [f"seed={seed}"])
+                train_raw = load_split(task, "train", data_dir=recipe.data_dir, max_samples=samples, seed=seed)
+                row = {"seed": seed, **tutorial(recipe, train_raw, eval_raw, Path(tmp) / f"tutorial-{seed}")}
+                runs["tutorial"].append(row)
+                print(f"  tutorial seed {seed}: {row['ex_per_s']:8.1f} ex/s   accuracy {row['accuracy']:.4f}", flush=True)
+    result = {name: summary(r) for name, r in runs.items()}
+    if "tutorial" in result:
+        t = result["tutorial"]
+        for name in variants:
+            result[name]["ratio_vs_tutorial"] = round(result[name]["ex_per_s"] / t["ex_per_s"], 3)
+            result[name]["accuracy_minus_tutorial"] = round(result[name]["accuracy"] - t["accuracy"], 4)
+    for name, r in result.items():
+        extra = (f"   x{r['ratio_vs_tutorial']:.2f} the tutorial's ex/s, accuracy {r['accuracy_minus_tutorial']:+.4f}"
+                 if "ratio_vs_tutorial" in r else "")
+        print(f"{name:>10}: {r['ex_per_s']:8.1f} ± {r['ex_per_s_sd']:.1f} ex/s   accuracy {r['accuracy']:.4f} ± "
+              f"{r['accuracy_sd']:.4f}{extra}", flush=True)
     print(json.dumps(result))
 
 

@@ -127,3 +127,16 @@ def test_balanced_class_weights_weigh_every_class_the_same_in_total(tiny_bert, s
         apply_overrides(recipe, ["train.class_weights=inverse"])
     with pytest.raises(Exception, match="class_weights is for classifiers"):
         apply_overrides(load_recipe("recipes/alpaca_lora.py"), ["train.class_weights=balanced"])
+
+
+def test_bf16_autocast_trains_and_keeps_fp32_weights(tiny_bert, shared_data, tmp_path):
+    """train.bf16: the Trainer's bfloat16 autocast (on CPU too); the trained weights stay float32 on disk."""
+    from safetensors import safe_open
+
+    recipe = apply_overrides(load_recipe("recipes/sst2_lora.py"),
+                             quick_overrides(tiny_bert, shared_data, steps=3) + ["train.bf16=true"])
+    result = train(recipe, output_dir=tmp_path / "run", progress=False)
+    meta = json.loads((result.adapter_dir / "zoo.json").read_text())
+    assert meta["recipe"]["train"]["bf16"] is True and 0 <= meta["metrics"]["validation"]["accuracy"] <= 1
+    with safe_open(str(result.adapter_dir / meta["weights"]), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}

@@ -129,6 +129,9 @@ class TrainArgs:
     )
     logging_steps: int = field(default=50, metadata={"help": "log the loss every N steps", "range": ">= 1"})
     save_total_limit: int = field(default=1, metadata={"help": "checkpoints kept for --resume", "range": ">= 1"})
+    bf16: bool = field(
+        default=False, metadata={"help": "bfloat16 autocast: CUDA with bf16, or a CPU with native bf16 (AMX, AVX512-BF16); "
+                                         "on CPU it pays on long inputs and costs on short ones (bench/train_speed.py)"})
     class_weights: Optional[str] = field(
         default=None, metadata={"help": "classifiers: 'balanced' weights each class's loss by n / (classes x its "
                                         "training count), for skewed labels and macro-F1; None: plain cross-entropy"})

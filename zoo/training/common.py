@@ -97,6 +97,8 @@ def training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress:
         report_to="none",
         disable_tqdm=not progress,
         dataloader_pin_memory=torch.cuda.is_available(),
+        bf16=t.bf16,
+        use_cpu=t.bf16 and not torch.cuda.is_available(),  # transformers refuses bf16 without CUDA unless told so
     )
 
 
