@@ -140,3 +140,31 @@ def test_bf16_autocast_trains_and_keeps_fp32_weights(tiny_bert, shared_data, tmp
     assert meta["recipe"]["train"]["bf16"] is True and 0 <= meta["metrics"]["validation"]["accuracy"] <= 1
     with safe_open(str(result.adapter_dir / meta["weights"]), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}
+
+
+def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
+    """FollowFreeCores: another process busy on one of two cores -> one torch thread; it leaves -> two again; a
+    user's OMP_NUM_THREADS is left alone. Fed samples of (wall s, (busy, all) jiffies, own CPU s) in order."""
+    from zoo.training.threads import FollowFreeCores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    # 10 s windows on 2 cores = 2,000 jiffies: 1,900 busy of which our own 9.5 s -> 0.95 core elsewhere; then 1,000
+    # busy, all ours (10 s of CPU, 1 thread): 0 elsewhere
+    samples = iter([(0.0, (0, 0), 0.0), (10.0, (1900, 2000), 9.5), (20.0, (2900, 4000), 19.5), (21.0, (3000, 4200), 20.0)])
+    follow = FollowFreeCores(every=5.0, cores=2, sampler=lambda: next(samples))
+    try:
+        torch.set_num_threads(2)
+        follow.threads = 2
+        follow.enabled = True  # on any machine (CUDA or not): the arithmetic is what is tested
+        follow.on_train_begin(None, None, None)
+        follow.on_step_end(None, None, None)
+        assert torch.get_num_threads() == 1 and follow.threads == 1
+        follow.on_step_end(None, None, None)
+        assert torch.get_num_threads() == 2
+        follow.on_step_end(None, None, None)  # 1 s later: too soon to look again
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert not FollowFreeCores().enabled
+    finally:
+        torch.set_num_threads(before)

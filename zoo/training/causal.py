@@ -36,6 +36,7 @@ from zoo.training.causal_data import (
     target_text,
     tokenize_causal,
 )
+from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     StopOnNonFinite,
     TrainResult,
@@ -169,7 +170,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
             args=training_arguments(recipe, checkpoints, "loss", progress, greater_is_better=False),
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=data_collator,
             callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
-                   StopOnNonFinite()],  # last: it sees what every other callback of the step did
+                   FollowFreeCores(), StopOnNonFinite()],  # last: it sees what every other callback of the step did
         )
         output = trainer.train(resume_from_checkpoint=True if resume else None)
         trained = trainer.model

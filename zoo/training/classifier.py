@@ -25,6 +25,7 @@ from zoo.data.tasks import get_task, load_split
 from zoo.errors import ZooError
 from zoo.methods import Method, of_recipe
 from zoo.models.classifier import load_base_classifier
+from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     StopOnNonFinite,
     TrainResult,
@@ -125,7 +126,7 @@ def train_classifier(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
-                   StopOnNonFinite()],  # last: it sees what every other callback of the step did
+                   FollowFreeCores(), StopOnNonFinite()],  # last: it sees what every other callback of the step did
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=True if resume else None)
