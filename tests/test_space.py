@@ -153,9 +153,12 @@ def test_results_table_comes_from_the_cards(space_cat, space_home):
 
     from zoo.demo.app import results_plot
 
-    fig = results_plot(space_cat.results("glue/sst2"), "sst2")
+    sst2 = space_cat.result_rows("glue/sst2")
+    fig = results_plot(sst2, "sst2")  # zoo report's figure: adapters as points, in-context entries as lines
     points = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
-    assert points == sum(1 for r in space_cat.results("glue/sst2") if r["value"] is not None)
+    assert points == sum(1 for r in sst2 if r.kind == "adapter" and r.value is not None and r.trainable_params) > 0
+    assert any(r.kind == "in-context" for r in sst2) and len(fig.axes[0].lines) == sum(
+        1 for r in sst2 if r.kind != "adapter" and r.value is not None)
     assert fig.axes[0].get_xscale() == "log"
 
 

@@ -32,34 +32,44 @@ def task_slug(task: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in task)
 
 
-def quality_plot(task: str, rows: list[Row], path: Path) -> bool:
-    """The task's metric against trainable parameters (log x), one point per adapter, baselines as lines.
-    Returns False (writing nothing) when no adapter has both figures."""
+def quality_figure(title: str, rows: list[Row]) -> Figure:
+    """The metric against trainable parameters (log x), one point per adapter coloured by method, the majority and
+    in-context rows as horizontal lines. ``zoo report`` saves it per task; the demo's Results tab shows it."""
+    fig = Figure(figsize=(7.0, 4.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
     points = [r for r in rows if r.kind == "adapter" and r.value is not None and r.trainable_params]
     if not points:
-        return False
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no published metrics to plot", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
     methods = sorted({r.method for r in points})
     colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     for m in methods:
         mine = [r for r in points if r.method == m]
-        ax.scatter([r.trainable_params for r in mine], [r.value for r in mine], label=m, color=colors[m], s=36, zorder=3)
+        ax.scatter([r.trainable_params for r in mine], [r.value for r in mine], label=m, color=colors[m], s=40,
+                   zorder=3, edgecolors="black", linewidths=0.5)
     for r in points:
         ax.annotate(r.adapter, (r.trainable_params, r.value), fontsize=6, xytext=(3, 3), textcoords="offset points")
     for r, style in [(r, ":" if r.kind == "majority" else "--") for r in rows if r.kind != "adapter" and r.value is not None]:
         ax.axhline(r.value, linestyle=style, color="grey", linewidth=1)
         ax.annotate(f"{r.method} ({r.adapter})" if r.adapter else r.method, (0.01, r.value), fontsize=7,
                     xycoords=("axes fraction", "data"), color="grey", xytext=(2, 2), textcoords="offset points")
-    metric = points[0].metric or "metric"
+    metrics = sorted({r.metric for r in points if r.metric}) or ["metric"]
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else ""))
-    ax.set_title(f"{task}: quality against trainable parameters", fontsize=10)
+    ax.set_ylabel(" / ".join(metrics) + (" (lower is better)" if set(metrics) <= LOWER_IS_BETTER else "") + " (validation)")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(str(path), format="png")
+    return fig
+
+
+def quality_plot(task: str, rows: list[Row], path: Path) -> bool:
+    """Save the task's :func:`quality_figure` as a PNG; False (writing nothing) when no adapter has both figures."""
+    if not any(r.kind == "adapter" and r.value is not None and r.trainable_params for r in rows):
+        return False
+    quality_figure(f"{task}: quality against trainable parameters", rows).savefig(str(path), format="png")
     return True
 
 

@@ -20,6 +20,7 @@ import os
 import gradio as gr
 from starlette.middleware import Middleware
 
+from zoo.catalogue.report import quality_figure
 from zoo.demo.catalogue import Catalogue
 from zoo.demo.entries import MAX_CHARS, MAX_NEW_TOKENS, METHOD_NAMES, Entry, kind_of
 from zoo.demo.limits import BodyLimit, body_limit
@@ -117,38 +118,9 @@ def _row(r: dict, entry: Entry | None) -> list:
     return [*who, label, None, r["text"].strip(), r["latency_ms"], head]
 
 
-def results_plot(rows: list[dict], title: str):
-    """Quality against trainable parameters (log scale), one point per entry, coloured by method."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
-    points = [r for r in rows if r["value"] is not None and isinstance(r["trainable_params"], int)]
-    metrics = sorted({r["metric"] for r in points})
-    if not points:
-        ax.text(0.5, 0.5, "no published metrics to plot", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
-    colours = matplotlib.colormaps["tab10"]
-    methods = sorted({r["method"] for r in points})
-    for k, method in enumerate(methods):
-        mine = [r for r in points if r["method"] == method]
-        ax.scatter([max(r["trainable_params"], 1) for r in mine], [r["value"] for r in mine], s=48,
-                   color=colours(k % 10), label=method, edgecolors="black", linewidths=0.5)
-        for r in mine:
-            ax.annotate(r["adapter"], (max(r["trainable_params"], 1), r["value"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (log scale; in-context entries at 1)")
-    ax.set_ylabel(" / ".join(metrics) + " (validation)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+def results_plot(rows: list, title: str):
+    """Quality against trainable parameters (log scale): ``zoo report``'s figure (``quality_figure``) of these rows."""
+    return quality_figure(title, rows)
 
 
 def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int = CONCURRENCY) -> gr.Blocks:
@@ -229,7 +201,7 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
         table = [[r["task"], r["adapter"], r["method"], r["base"], r["metric"], r["value"], r["trainable_params"],
                   r["trainable_pct"], r["train_seconds"], r["adapter_mib"]] for r in rows]
         title = f"{results_task or 'all tasks'}: validation quality against trainable parameters"
-        return table, results_plot(rows, title)
+        return table, results_plot(cat.result_rows(results_task), title)
 
     @checked()
     def run_status():

@@ -20,7 +20,7 @@ import time
 from typing import Optional
 
 from zoo.artifact.record import AdapterRecord
-from zoo.catalogue.table import row_of
+from zoo.catalogue.table import Row, row_of
 from zoo.config.prompts import answer, render_inputs
 from zoo.data.bases import LEGACY_IDS
 from zoo.demo.entries import MAX_CHARS, MAX_ID_CHARS, SEP, Entry, check_max_new_tokens, check_text, entry_of
@@ -294,19 +294,20 @@ class Catalogue:
             return batcher
 
     # ------------------------------------------------------------------ results
-    def results(self, task: Optional[str] = None) -> list[dict]:
-        """The comparison table from the published cards: one row per entry (of ``task``, or all), computed by
-        the same code as ``zoo report`` (``zoo.catalogue.table.row_of``)."""
-        out = []
-        for e in self.entries.values():
-            if task and e.task != task:
-                continue
-            r = row_of({"name": e.name, "task": e.task, "method": e.method, "base_model": e.base,
+    def result_rows(self, task: Optional[str] = None) -> list[Row]:
+        """The comparison rows from the published cards: one per entry (of ``task``, or all), computed by the same
+        code as ``zoo report`` (``zoo.catalogue.table.row_of``)."""
+        return [row_of({"name": e.name, "task": e.task, "method": e.method, "base_model": e.base,
                         "metrics": {"validation": e.metrics}, "efficiency": e.efficiency})
-            out.append({"task": r.task, "adapter": r.adapter, "method": r.method, "base": r.base, "metric": r.metric,
-                        "value": r.value, "trainable_params": r.trainable_params, "trainable_pct": r.trainable_pct,
-                        "train_seconds": r.train_seconds, "adapter_mib": r.adapter_mib, "entry": e.id})
-        return out
+                for e in self.entries.values() if not task or e.task == task]
+
+    def results(self, task: Optional[str] = None) -> list[dict]:
+        """:meth:`result_rows` as the Results tab's table rows (with each entry's id)."""
+        ids = [e.id for e in self.entries.values() if not task or e.task == task]
+        return [{"task": r.task, "adapter": r.adapter, "method": r.method, "base": r.base, "metric": r.metric,
+                 "value": r.value, "trainable_params": r.trainable_params, "trainable_pct": r.trainable_pct,
+                 "train_seconds": r.train_seconds, "adapter_mib": r.adapter_mib, "entry": i}
+                for r, i in zip(self.result_rows(task), ids)]
 
 
 def _classified(p: dict) -> dict:

@@ -20,6 +20,10 @@ from typing import Optional
 
 from zoo._quiet import quiet
 from zoo.config.recipe import Recipe, run_fingerprint
+from zoo.data.sources import data_dir as resolve_data_dir
+from zoo.data.sources import resolve_model
+from zoo.data.tasks import get_task
+from zoo.errors import ModelNotFound
 from zoo.methods import of_recipe
 from zoo.training.causal import train_causal
 from zoo.training.classifier import train_classifier
@@ -45,11 +49,6 @@ def train(recipe: Recipe, *, output_dir: Optional[str | Path] = None, resume: bo
 def needs_network(recipe: Recipe) -> Optional[str]:
     """Why ``recipe`` cannot train on this machine without the Hub (its base model is only on the Hub, or its
     task's data is not in the local mirror), or None when it can. Looks, downloads nothing."""
-    from zoo.data.sources import data_dir as resolve_data_dir
-    from zoo.data.sources import resolve_model
-    from zoo.data.tasks import get_task
-    from zoo.errors import ModelNotFound
-
     try:
         if resolve_model(recipe.base_model).source == "hub":
             return f"base model {recipe.base_model} would be downloaded from the Hub"
