@@ -91,3 +91,21 @@ def test_offline_build_trains_what_this_machine_has_and_lists_the_rest(tiny_bert
     assert "skipped mnli-lora: task glue/mnli is not in the data mirror" in out.stderr
     assert "training sst2-ia3" in out.stderr and (tmp_path / "runs" / "sst2-ia3" / "adapter" / "zoo.json").is_file()
     assert not (tmp_path / "runs" / "sst2-lora").exists() and not (tmp_path / "runs" / "mnli-lora").exists()
+
+
+def test_a_build_goes_on_past_a_failing_recipe_and_says_so_at_the_end(tiny_bert, shared_data, tmp_path):
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    shutil.copy(ROOT / "recipes" / "sst2_ia3.py", folder / "sst2_ia3.py")
+    (tmp_path / "empty").mkdir()
+    text = (ROOT / "recipes" / "rte_lora.py").read_text()  # its data folder holds nothing: fails when it loads data
+    (folder / "rte_lora.py").write_text(text.replace('task="glue/rte",', f'task="glue/rte", data_dir={str(tmp_path / "empty")!r},'))
+    sets = [a for o in quick_overrides(tiny_bert, shared_data, steps=2) if not o.startswith("data_dir=")
+            for a in ("--set", o)]
+    out = zoo(["train", str(folder), *sets, "--output-dir", str(tmp_path / "runs"), "--push", "--no-progress"],
+              {"ZOO_HOME": str(tmp_path / "home"), "ZOO_DATA_DIR": str(shared_data)}, check=False)
+    assert out.returncode == 1, out.stderr
+    assert "[1/2] error: rte-lora failed, nothing of it published: DataNotFound" in out.stderr
+    assert "published sst2-ia3" in out.stdout and "Traceback" not in out.stderr
+    assert "build: 1 trained, 0 already built, 1 failed (rte-lora) in 0 h" in out.stderr
+    assert revisions(tmp_path / "home", "sst2-ia3") and not revisions(tmp_path / "home", "rte-lora")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -52,9 +53,10 @@ def train(
     """Train adapters from recipes, evaluate each on validation, and optionally publish them.
 
     A file may define a family (`recipes = [...]`) or a sweep (`Sweep(recipe, grid=...)`): every recipe in it
-    is trained, or those named with --only. Several recipes (or a folder) make a build: each recipe whose adapter is already built from the same
-    recipe and data (the fingerprint in its zoo.json) is skipped, an interrupted one resumes from its
-    last checkpoint, and the rest train one after the other."""
+    is trained, or those named with --only. Several recipes (or a folder) make a build: each recipe whose
+    adapter is already built from the same recipe and data (the fingerprint in its zoo.json) is skipped, an
+    interrupted one resumes from its last checkpoint, and the rest train one after the other; one that fails
+    is reported and the build goes on (exit status 1 at the end)."""
     from zoo.config.family import load_recipes
     from zoo.config.family import only as pick
     from zoo.config.recipe import run_fingerprint
@@ -65,6 +67,7 @@ def train(
         loaded = [r for p in paths for r in load_recipes(p, sets)]  # every recipe checked before any trains
         loaded = pick(loaded, only, ", ".join(map(str, recipes)))
         build = len(loaded) > 1  # a build (run folders per recipe, skips, [k/n]) even if --offline leaves one
+        skipped = 0
         if offline:
             from zoo.training import needs_network
 
@@ -73,6 +76,7 @@ def train(
                 if why:
                     typer.echo(f"skipped {name}: {why} (--offline)", err=True)
             loaded = [r for r in loaded if not reasons[r.name]]
+            skipped = len(reasons) - len(loaded)
             if not loaded:
                 raise ZooError("--offline: none of these recipes can train without the Hub")
         names = [r.name for r in loaded]
@@ -82,6 +86,7 @@ def train(
             raise ZooError("--repo-id names one repo; with several recipes leave it out (each goes to <user>/<name>)")
         from zoo.training import train as run
 
+        started, trained, built, failed = time.monotonic(), [], [], []
         for k, r in enumerate(loaded, 1):
             step = f"[{k}/{len(loaded)}] " if build else ""
             out = (output_dir / r.name if output_dir else Path("runs") / r.name) if build else output_dir
@@ -91,20 +96,36 @@ def train(
                 if where:
                     typer.echo(f"{step}{r.name}: already built from the same recipe and data ({where}); skipped "
                                "(--force trains it again)", err=True)
+                    built.append(r.name)
                     continue
             again = resume or (build and _interrupted(out, fingerprint))
             typer.echo(f"{step}training {r.name}: {r.method_name} on {r.base_model}, task {r.task}"
                        + (" (resuming from its last checkpoint)" if again and not resume else "")
                        + (f"; {len(loaded) - k} more after it" if build else ""), err=True)
-            if build:
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "fingerprint.json").write_text(json.dumps(fingerprint) + "\n")
-            result = run(r, output_dir=out, resume=again, progress=progress)
-            if not result.main_process:
-                return
-            _report_run(result)
-            if push:
-                _publish(result.adapter_dir, hub, repo_id, private)
+            try:
+                if build:
+                    out.mkdir(parents=True, exist_ok=True)
+                    (out / "fingerprint.json").write_text(json.dumps(fingerprint) + "\n")
+                result = run(r, output_dir=out, resume=again, progress=progress)
+                if not result.main_process:
+                    return
+                _report_run(result)
+                if push:
+                    _publish(result.adapter_dir, hub, repo_id, private)
+                trained.append(r.name)
+            except Exception as e:  # in a build, one recipe's failure is reported and the others still train
+                if not build:
+                    raise
+                failed.append(r.name)
+                typer.echo(f"{step}error: {r.name} failed, nothing of it published: {type(e).__name__}: {e}", err=True)
+        if build:
+            minutes = (time.monotonic() - started) / 60
+            typer.echo(f"build: {len(trained)} trained, {len(built)} already built"
+                       + (f", {skipped} skipped (--offline)" if skipped else "")
+                       + (f", {len(failed)} failed ({', '.join(failed)})" if failed else "")
+                       + f" in {int(minutes // 60)} h {minutes % 60:.0f} min", err=True)
+            if failed:
+                raise typer.Exit(code=1)
     except ZooError as e:
         _fail(e)
 
