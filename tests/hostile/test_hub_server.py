@@ -562,7 +562,7 @@ def test_a_fault_in_any_handler_is_a_500_json_reply_without_traceback(server, ap
 
 
 def test_unknown_routes_are_404_and_wrong_methods_405(server, api, steady):
-    for method, path in [("GET", "/nope"), ("GET", "/api/spaces/a/b"), ("POST", "/api/models/x"), ("GET", "*"),
+    for method, path in [("GET", "/nope"), ("GET", "/api/datasets/a/b"), ("POST", "/api/models/x"), ("GET", "*"),
                          ("GET", "/api/models/a/b/c/d/e"), ("GET", "//[x")]:
         assert "no route" in refused(server, method, path, status=404)
     got, body = parse_raw(raw_exchange(server.server_address, b"GET http://[::1/x HTTP/1.1\r\nConnection: close\r\n\r\n"))

@@ -158,14 +158,15 @@ class Store:
         except FileNotFoundError:
             raise HttpReply(404, "RepoNotFound", f"Repository Not Found for url: {repo_id}") from None
 
-    def create(self, repo_id: str, private: bool, owner: str) -> bool:
+    def create(self, repo_id: str, private: bool, owner: str, **extra) -> bool:
         with self._lock:
             if self.exists(repo_id):
                 return False
             path = self.repo(repo_id)
             for sub in ("refs", "commits", "blobs"):
                 (path / sub).mkdir(parents=True, exist_ok=True)
-            self._write_atomic(path / "info.json", json.dumps({"private": private, "createdAt": _now(), "owner": owner}))
+            info = {"private": private, "createdAt": _now(), "owner": owner, **extra}  # extra: a Space's sdk
+            self._write_atomic(path / "info.json", json.dumps(info))
             self._commit_locked(repo_id, None, "initial commit", {})
             return True
 

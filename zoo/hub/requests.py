@@ -7,7 +7,8 @@ The limits (the body ones are settable on ``HubServer``; ``zoo hub serve`` keeps
 
     MAX_COMMIT_BYTES = 256 MiB   a commit body (NDJSON, files inline as base64); held in memory while
                                  it is checked, so about 3x that at peak: push bigger files in more commits
-    MAX_JSON_BYTES = 1 MiB       the body of every other endpoint (create/delete repo, preupload, paths-info)
+    MAX_JSON_BYTES = 1 MiB       the body of every other endpoint (create/delete repo, preupload, paths-info,
+                                 collections)
     READ_TIMEOUT = 30 s          a client that stops sending for this long gets a 408 and is closed
     MAX_OPERATIONS = 50,000      operations in one commit
     MAX_PATH_BYTES = 1,024       a path in a repo (UTF-8), each of its segments at most 255 bytes
@@ -44,9 +45,10 @@ _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 class HttpReply(Exception):
     """Not an error of the zoo: an HTTP error reply, raised inside a request handler and sent as its response."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, extra: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.extra = dict(extra or {})  # more fields of the JSON reply (a 409's "slug", as the Hub sends)
 
 
 def bad(message: str) -> HttpReply:
@@ -100,6 +102,14 @@ def check_repo_id(repo_id: str) -> str:
         raise bad(f"invalid repo id {shown(repo_id)}: a repo id is 'namespace/name', each of letters, digits, '-', "
                   "'_' and '.', not starting or ending with '-' or '.', without '--' or '..', at most 96 characters")
     return repo_id
+
+
+def check_namespace(name: str, what: str = "namespace") -> str:
+    """A user or organization name: one part of a repo id, by the same rule."""
+    if not _REPO_PART.fullmatch(name) or "--" in name or ".." in name:
+        raise bad(f"invalid {what} {shown(name)}: letters, digits, '-', '_' and '.', not starting or ending with '-' "
+                  "or '.', without '--' or '..', at most 96 characters")
+    return name
 
 
 def parse_query(raw: str, what: str = "query string") -> dict[str, list[str]]:

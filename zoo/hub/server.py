@@ -1,5 +1,7 @@
 """A small Hugging Face Hub server: the subset of the Hub HTTP API that ``huggingface_hub`` uses to
-create model repos, commit files, read model info and cards, list models and download files.
+create model repos, commit files, read model info and cards, list models and download files, and to manage
+collections (``zoo.hub.collections``). Space repos can be created and committed to (stored, never run), so that
+a collection can list a Space.
 
 It lets a team share adapters with any Hugging Face tool over ``HF_ENDPOINT`` (``zoo hub serve``),
 and lets the tests run the real ``huggingface_hub`` client over real HTTP. Storage is a folder of
@@ -29,11 +31,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from zoo.hub import collections as coll
 from zoo.hub import requests as rq
 from zoo.hub.repo_store import BadCard, HttpReply, Store, card_metadata, card_tags
 from zoo.hub.requests import bad, get, shown
 
 LINGER_SECONDS, LINGER_IDLE, LINGER_BYTES = 1.0, 0.2, 4 * rq.MiB  # see Handler._linger
+SPACE_SDKS = ("gradio", "docker", "static")
 _CHUNK = rq.MiB
 
 
@@ -48,6 +52,8 @@ class HubServer(ThreadingHTTPServer):
                  read_timeout: float = rq.READ_TIMEOUT):
         super().__init__(address, Handler)
         self.store = Store(root)
+        self.spaces = Store(Path(root) / ".spaces")  # Space repos: stored, never run (a dot: no namespace clashes)
+        self.collections = coll.CollectionStore(root)
         self.tokens = dict(tokens or {})
         self.quiet = quiet
         self.max_commit_bytes, self.max_json_bytes, self.read_timeout = max_commit_bytes, max_json_bytes, read_timeout
@@ -68,7 +74,7 @@ class HubServer(ThreadingHTTPServer):
         return None
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(coll.CollectionRoutes, BaseHTTPRequestHandler):
     server: HubServer
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.0"  # a request line without a version still gets a status line back
@@ -85,6 +91,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self):
         self._left, self._replied = 0, False  # per request, also for those http.server refuses itself
+        self._repos = self.server.store  # model repos, unless the route or the body names Spaces
         super().handle_one_request()
 
     def handle_expect_100(self):  # "100 Continue" only once the body is wanted: see _body
@@ -129,7 +136,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         header = re.sub(r"[^\x20-\x7e]", "?", e.message.encode("ascii", "backslashreplace").decode())[:300]
         try:
-            self._send(e.status, rq.json_bytes({"error": e.message}), {"X-Error-Code": e.code, "X-Error-Message": header})
+            self._send(e.status, rq.json_bytes({**e.extra, "error": e.message}),
+                       {"X-Error-Code": e.code, "X-Error-Message": header})
         except OSError:
             self.close_connection = True
 
@@ -184,7 +192,7 @@ class Handler(BaseHTTPRequestHandler):
         return user
 
     def _readable(self, repo_id: str) -> dict:
-        info = self.server.store.info(repo_id)
+        info = self._repos.info(repo_id)
         if info.get("private") and self._user(required=False) is None:
             raise HttpReply(404, "RepoNotFound", f"Repository Not Found for url: {repo_id}")
         return info
@@ -197,6 +205,7 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             if method == self.command or (method == "GET" and self.command == "HEAD"):
                 args = {k: rq.url_text(v, k) for k, v in match.groupdict().items() if v is not None}
+                self._repos = self.server.spaces if args.pop("kind", "models") == "spaces" else self.server.store
                 if "namespace" in args:
                     args["repo_id"] = rq.check_repo_id(f"{args.pop('namespace')}/{args.pop('name')}")
                 return handler, args
@@ -225,7 +234,7 @@ class Handler(BaseHTTPRequestHandler):
             if self._left:
                 self._linger()
 
-    do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = _dispatch
+    do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = do_PATCH = _dispatch
 
     # ---------------------------------------------------------------- routes
     def whoami(self, query):
@@ -234,9 +243,11 @@ class Handler(BaseHTTPRequestHandler):
                     "auth": {"type": "access_token", "accessToken": {"displayName": "zoo", "role": "write"}}})
 
     def _repo_body(self, user: str, where: str) -> tuple[str, dict]:
-        """The repo that a create/delete body names ({"name", "organization", "type"}), and the body."""
+        """The repo that a create/delete body names ({"name", "organization", "type"}), and the body; the type
+        (a model, or a Space: stored, never run) chooses the store."""
         data = rq.json_object(self._body(self.server.max_json_bytes), where)
-        get(data, "type", str, where, choices=("model",))
+        kind = get(data, "type", str, where, choices=("model", "space")) or "model"
+        self._repos = self.server.spaces if kind == "space" else self.server.store
         name = get(data, "name", str, where, required=True)
         return rq.check_repo_id(f"{get(data, 'organization', str, where) or user}/{name}"), data
 
@@ -245,14 +256,16 @@ class Handler(BaseHTTPRequestHandler):
         repo_id, data = self._repo_body(user, where)
         private = bool(get(data, "private", bool, where))
         private |= get(data, "visibility", str, where, choices=("public", "private")) == "private"
-        created = self.server.store.create(repo_id, private, user)
-        url = f"{self.server.endpoint}/{repo_id}"
+        space = self._repos is self.server.spaces
+        extra = {"sdk": get(data, "sdk", str, where, required=True, choices=SPACE_SDKS)} if space else {}
+        created = self._repos.create(repo_id, private, user, **extra)
+        url = f"{self.server.endpoint}/{'spaces/' if space else ''}{repo_id}"
         self._json({"url": url, "name": repo_id, "id": repo_id} if created else
                    {"url": url, "error": "You already created this model repo"}, 200 if created else 409)
 
     def delete_repo(self, query):
         repo_id, _ = self._repo_body(self._user(), "the delete-repo body")
-        self.server.store.delete(repo_id)
+        self._repos.delete(repo_id)
         self._json({})
 
     def validate_yaml(self, query):
@@ -300,13 +313,13 @@ class Handler(BaseHTTPRequestHandler):
                 card_metadata(commit.adds["README.md"])
             except BadCard as e:
                 raise bad(f"README.md: {e}") from None
-        sha = self.server.store.commit(repo_id, commit.parent, commit.summary, commit.adds, commit.deletes,
-                                       commit.folders)
-        self._json({"commitUrl": f"{self.server.endpoint}/{repo_id}/commit/{sha}", "commitOid": sha,
+        sha = self._repos.commit(repo_id, commit.parent, commit.summary, commit.adds, commit.deletes, commit.folders)
+        where = f"{self.server.endpoint}/{'spaces/' if self._repos is self.server.spaces else ''}{repo_id}"
+        self._json({"commitUrl": f"{where}/commit/{sha}", "commitOid": sha,
                     "success": True, "pullRequestUrl": None})
 
     def _model_info(self, repo_id: str, revision: str = "main") -> dict:
-        store = self.server.store
+        store = self._repos
         info = self._readable(repo_id)
         sha = store.resolve(repo_id, revision)
         commit = store.commit_info(repo_id, sha)
@@ -319,6 +332,7 @@ class Handler(BaseHTTPRequestHandler):
             "tags": card_tags(data), **text, "cardData": data,
             "siblings": [{"rfilename": p} for p in sorted(files)],
             "createdAt": info.get("createdAt"), "lastModified": commit["date"],
+            **({"sdk": info["sdk"]} if "sdk" in info else {}),
         }
 
     def model_info(self, query, repo_id, rev="main"):
@@ -348,7 +362,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json(out)
 
     def _entries(self, repo_id: str, sha: str, paths=None) -> list[dict]:
-        store = self.server.store
+        store = self._repos
         files = store.files(repo_id, sha)
         chosen = files if paths is None else {p: files[p] for p in paths if p in files}
         return [{"type": "file", "path": p, "size": store.size(repo_id, oid), "oid": oid}
@@ -356,7 +370,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def tree(self, query, repo_id, rev, sub=""):
         self._readable(repo_id)
-        sha = self.server.store.resolve(repo_id, rev)
+        sha = self._repos.resolve(repo_id, rev)
         sub = sub.strip("/")
         entries = [e for e in self._entries(repo_id, sha) if not sub or e["path"].startswith(sub + "/")]
         if not rq.query_flag(query, "recursive"):
@@ -375,7 +389,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def paths_info(self, query, repo_id, rev):
         self._readable(repo_id)
-        sha = self.server.store.resolve(repo_id, rev)
+        sha = self._repos.resolve(repo_id, rev)
         raw = self._body(self.server.max_json_bytes)
         if "json" in self.headers.get("Content-Type", ""):
             paths = get(rq.json_object(raw, "the paths-info body"), "paths", (list, str), "the paths-info body")
@@ -389,13 +403,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def refs(self, query, repo_id):
         self._readable(repo_id)
-        head = self.server.store.head(repo_id)
+        head = self._repos.head(repo_id)
         self._json({"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": head}],
                     "converts": [], "tags": []})
 
     def commits(self, query, repo_id, rev):
         self._readable(repo_id)
-        store = self.server.store
+        store = self._repos
         sha, out = store.resolve(repo_id, rev), []
         while sha:
             c = store.commit_info(repo_id, sha)
@@ -405,7 +419,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def resolve(self, query, repo_id, rev, path):
         self._readable(repo_id)
-        store = self.server.store
+        store = self._repos
         sha = store.resolve(repo_id, rev)
         oid = store.files(repo_id, sha).get(path)
         if oid is None:
@@ -416,21 +430,31 @@ class Handler(BaseHTTPRequestHandler):
 
 
 _REPO = r"(?P<namespace>[^/]+)/(?P<name>[^/]+)"  # percent-encoded: each part decoded, then checked
+_KIND = r"(?P<kind>models|spaces)"  # a Space repo is stored and committed to like a model repo, never run
+_SLUG = r"(?P<owner>[^/]+)/(?P<slug>[^/]+)"  # a collection: OWNER/TITLE-ID
 ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in [
     ("GET", r"/api/whoami-v2", Handler.whoami),
     ("POST", r"/api/repos/create", Handler.create_repo),
     ("DELETE", r"/api/repos/delete", Handler.delete_repo),
     ("POST", r"/api/validate-yaml", Handler.validate_yaml),
     ("GET", r"/api/models", Handler.list_models),
-    ("POST", rf"/api/models/{_REPO}/preupload/(?P<rev>[^/]+)", Handler.preupload),
-    ("POST", rf"/api/models/{_REPO}/commit/(?P<rev>[^/]+)", Handler.commit),
-    ("POST", rf"/api/models/{_REPO}/paths-info/(?P<rev>[^/]+)", Handler.paths_info),
-    ("GET", rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.*))?", Handler.tree),
-    ("GET", rf"/api/models/{_REPO}/refs", Handler.refs),
-    ("GET", rf"/api/models/{_REPO}/commits/(?P<rev>[^/]+)", Handler.commits),
-    ("GET", rf"/api/models/{_REPO}/revision/(?P<rev>[^/]+)", Handler.model_info),
-    ("GET", rf"/api/models/{_REPO}", Handler.model_info),
+    ("POST", rf"/api/{_KIND}/{_REPO}/preupload/(?P<rev>[^/]+)", Handler.preupload),
+    ("POST", rf"/api/{_KIND}/{_REPO}/commit/(?P<rev>[^/]+)", Handler.commit),
+    ("POST", rf"/api/{_KIND}/{_REPO}/paths-info/(?P<rev>[^/]+)", Handler.paths_info),
+    ("GET", rf"/api/{_KIND}/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<sub>.*))?", Handler.tree),
+    ("GET", rf"/api/{_KIND}/{_REPO}/refs", Handler.refs),
+    ("GET", rf"/api/{_KIND}/{_REPO}/commits/(?P<rev>[^/]+)", Handler.commits),
+    ("GET", rf"/api/{_KIND}/{_REPO}/revision/(?P<rev>[^/]+)", Handler.model_info),
+    ("GET", rf"/api/{_KIND}/{_REPO}", Handler.model_info),
     ("GET", rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", Handler.resolve),
+    ("GET", r"/api/collections", Handler.list_collections),
+    ("POST", r"/api/collections", Handler.create_collection),
+    ("GET", rf"/api/collections/{_SLUG}", Handler.get_collection),
+    ("PATCH", rf"/api/collections/{_SLUG}", Handler.update_collection),
+    ("DELETE", rf"/api/collections/{_SLUG}", Handler.delete_collection),
+    ("POST", rf"/api/collections/{_SLUG}/items", Handler.add_collection_item),
+    ("PATCH", rf"/api/collections/{_SLUG}/items/(?P<item>[^/]+)", Handler.update_collection_item),
+    ("DELETE", rf"/api/collections/{_SLUG}/items/(?P<item>[^/]+)", Handler.delete_collection_item),
 ]]
 
 
