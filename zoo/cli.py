@@ -237,16 +237,74 @@ def recipe(
 
 @app.command()
 def push(
-    folder: Path = typer.Argument(..., help="an adapter folder written by `zoo train`"),
+    folder: Optional[Path] = typer.Argument(None, help="an adapter folder written by `zoo train` (not with --all)"),
     hub: HubOption = None,
     repo_id: RepoIdOption = None,
     private: PrivateOption = False,
+    all_: bool = typer.Option(False, "--all", help="publish every adapter of the local hub that the Hugging Face Hub "
+                              "lacks or holds with other content, and gather them with the Space into a Collection"),
+    space: Optional[str] = typer.Option(None, "--space", help="with --all: the demo Space OWNER/NAME to list in the "
+                                        "collection (default <your user>/adapter-zoo)"),
+    collection: Optional[str] = typer.Option(None, "--collection", help="with --all: the slug of the collection to "
+                                             "update (default: yours titled 'adapter-zoo: ...', else a new one)"),
 ):
-    """Publish an adapter folder: one commit on the Hugging Face Hub, or a new local-hub revision."""
+    """Publish an adapter folder: one commit on the Hugging Face Hub, or a new local-hub revision.
+
+    With --all (and no FOLDER): the local hub's catalogue on the Hugging Face Hub. Each adapter goes to
+    <user>/<name> unless the Hub's copy has the same files; then the adapters and the Space are gathered into one
+    Collection, titled and described from the comparison table. Rerunning it pushes and changes only what differs."""
     try:
-        _publish(folder, hub, repo_id, private)
+        if all_:
+            if folder is not None or repo_id:
+                raise ZooError("--all publishes the whole local hub, each adapter to <user>/<name>: "
+                               "give no FOLDER and no --repo-id with it")
+            if hub not in (None, "hf"):
+                raise ZooError("--all publishes the local hub to the Hugging Face Hub; use --hub hf or leave --hub out")
+            _push_all(space, collection, private)
+        elif folder is None:
+            raise ZooError("name an adapter folder to push (zoo push runs/sst2-lora/adapter), or use --all")
+        elif space or collection:
+            raise ZooError("--space and --collection go with --all")
+        else:
+            _publish(folder, hub, repo_id, private)
     except ZooError as e:
         _fail(e)
+
+
+def _push_all(space: Optional[str], collection: Optional[str], private: bool) -> None:
+    from zoo.catalogue.collection import HOW_TO_PUBLISH_SPACE, publish_catalogue
+    from zoo.hub.backends import HFHub
+
+    hub = HFHub()
+    typer.echo(f"publishing the local hub to {hub.describe()} ...", err=True)
+
+    def report(a) -> None:
+        if a.status == "pushed":
+            typer.echo(f"pushed        {a.name} -> {a.repo_id} (revision {a.revision})")
+        elif a.status == "same":
+            typer.echo(f"on the Hub    {a.name} -> {a.repo_id}: same files, skipped")
+        else:
+            typer.echo(f"skipped       {a.name}: {a.reason}")
+
+    done = publish_catalogue(hub, space=space, collection=collection, private=private, report=report)
+    c = done.collection
+    if c.space_found:
+        typer.echo(f"Space         {c.space}: in the collection")
+    else:
+        typer.echo(f"Space         {c.space} not found on {hub.describe()}: the collection lists the adapters only. "
+                   f"Publish the Space with `{HOW_TO_PUBLISH_SPACE.format(space=c.space)}` (or pass --space OWNER/NAME), "
+                   "then run `zoo push --all` again")
+    pushed = sum(a.status == "pushed" for a in done.adapters)
+    same = sum(a.status == "same" for a in done.adapters)
+    typer.echo(f"adapters      {pushed} pushed, {same} already on the Hub")
+    typer.echo(f"collection    {c.url} ({'created' if c.created else 'updated' if c.changed else 'unchanged'})")
+    typer.echo(f"              title: {c.title}")
+    typer.echo(f"              description: {c.description}")
+    typer.echo(f"              items: {len(c.added)} added, {len(c.removed)} removed, {len(c.renoted)} with a new note, "
+               f"{len(c.unchanged)} unchanged" + ("; title and description updated" if c.retitled else ""))
+    for what, ids in (("added", c.added), ("removed", c.removed), ("new note", c.renoted)):
+        for ident in ids:
+            typer.echo(f"              {what}: {ident}")
 
 
 @app.command()

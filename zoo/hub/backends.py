@@ -184,6 +184,67 @@ class HFHub:
                              "; nothing was published (a push is one commit); run the push again") from None
         return Pushed(record.name, record.base_model, commit.oid, f"{self.endpoint}/{repo_id}", self.kind)
 
+    # ------------------------------------------------------------------ the catalogue (zoo push --all)
+    def _call(self, action: str, call, *args, **kwargs):
+        """``call(*args, **kwargs)`` of huggingface_hub, its failures raised as a HubError that names ``action``."""
+        try:
+            return call(*args, **kwargs)
+        except _transport_errors() as e:
+            raise self._fail(action, e) from None
+
+    def user(self) -> str:
+        """The user the token acts as (HubError without a token or a Hub)."""
+        self._check_reachable("publish")
+        if not self._token:
+            raise HubError("publishing to the Hugging Face Hub needs a token: set HF_TOKEN or run `hf auth login`")
+        return self._call("asking the Hub whose token this is", self.api.whoami)["name"]
+
+    def file_hashes(self, repo_id: str) -> dict[str, tuple[str, str]] | None:
+        """path -> how the Hub names its content, for every file at the head of a model repo: ("sha256", hex)
+        for LFS and Xet files, ("git", blob sha1) for the others. None when the repo does not exist."""
+        from huggingface_hub.errors import RepositoryNotFoundError
+        from huggingface_hub.hf_api import RepoFile
+
+        try:
+            entries = list(self.api.list_repo_tree(repo_id, recursive=True))
+        except RepositoryNotFoundError:
+            return None
+        except _transport_errors() as e:
+            raise self._fail(f"reading the files of {repo_id}", e) from None
+        return {e.path: ("sha256", e.lfs.sha256) if e.lfs else ("git", e.blob_id)
+                for e in entries if isinstance(e, RepoFile)}
+
+    def space_exists(self, repo_id: str) -> bool:
+        return self._call(f"looking for the Space {repo_id}", self.api.repo_exists, repo_id, repo_type="space")
+
+    def collections_of(self, owner: str) -> list:
+        """The owner's collections (huggingface_hub ``Collection``s; a listing shows only their first items)."""
+        return self._call(f"listing the collections of {owner}", lambda: list(self.api.list_collections(owner=owner)))
+
+    def collection(self, slug: str):
+        return self._call(f"reading the collection {slug}", self.api.get_collection, slug)
+
+    def create_collection(self, title: str, *, description: str, private: bool = False):
+        """The owner's collection of this title, created if there is none."""
+        return self._call(f"creating the collection {title!r}", self.api.create_collection, title,
+                          description=description, private=private, exists_ok=True)
+
+    def update_collection(self, slug: str, *, title: str, description: str):
+        return self._call(f"retitling the collection {slug}", self.api.update_collection_metadata, slug, title=title,
+                          description=description)
+
+    def add_to_collection(self, slug: str, item_id: str, item_type: str, note: str | None = None):
+        return self._call(f"adding {item_id} to the collection {slug}", self.api.add_collection_item, slug, item_id,
+                          item_type, note=note, exists_ok=True)
+
+    def note_collection_item(self, slug: str, item_object_id: str, note: str) -> None:
+        self._call(f"updating a note in the collection {slug}", self.api.update_collection_item, slug,
+                   item_object_id, note=note)
+
+    def remove_from_collection(self, slug: str, item_object_id: str) -> None:
+        self._call(f"removing an item from the collection {slug}", self.api.delete_collection_item, slug,
+                   item_object_id, missing_ok=True)
+
     # ------------------------------------------------------------------ discover
     def list(self, *, base: str | None = None, task: str | None = None, method: str | None = None) -> list[dict]:
         """Adapter-zoo adapters on the Hub, filtered by base model, task and method (from their cards)."""
