@@ -168,3 +168,30 @@ def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
         assert not FollowFreeCores().enabled
     finally:
         torch.set_num_threads(before)
+
+
+def test_length_groups_of_the_chosen_size(tmp_path):
+    """train.length_group_batches=N: the Trainer's length grouping sorts runs of N batches, not transformers' 50."""
+    import datasets
+    from transformers import TrainingArguments
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from zoo.training.common import ZooTrainer, _GroupedSampler
+
+    lengths = [int(x) for x in torch.randint(1, 60, (640,), generator=torch.Generator().manual_seed(0))]
+    sampler = _GroupedSampler(8, lengths=lengths, generator=torch.Generator().manual_seed(1), groups=4)
+    order = list(sampler)
+    assert sorted(order) == list(range(640))
+    for start in range(0, 640, 32):  # each group of 4 x 8 sorted, longest first (but its first example: transformers
+        group = [lengths[i] for i in order[start:start + 32]]  # swaps the longest of all into the first group's front)
+        assert group[1:] == sorted(group[1:], reverse=True)
+    assert [lengths[i] for i in order[:32]] != sorted(lengths, reverse=True)[:32], "groups of 4 batches, not one sort"
+
+    data = datasets.Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": [0] * 640})
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none",
+                             train_sampling_strategy="group_by_length")
+    model = torch.nn.Linear(2, 2)
+    chosen = ZooTrainer(model=model, args=args, train_dataset=data, group_size=4)._get_train_sampler(data)
+    assert isinstance(chosen, _GroupedSampler) and chosen.groups == 4 and chosen.batch_size == 8
+    default = ZooTrainer(model=model, args=args, train_dataset=data, group_size=50)._get_train_sampler(data)
+    assert type(default) is LengthGroupedSampler

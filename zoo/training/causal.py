@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, Trainer, set_seed
+from transformers import EarlyStoppingCallback, set_seed
 
 from zoo.artifact.plots import plot_training_curve
 from zoo.artifact.record import AdapterRecord
@@ -38,6 +38,7 @@ from zoo.training.causal_data import (
 )
 from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
+    ZooTrainer,
     StopOnNonFinite,
     TrainResult,
     check_finite_metrics,
@@ -165,7 +166,8 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         model = method.prepare(model, recipe.method, "CAUSAL_LM")
         trainable, total = parameter_counts(model)
         train_ds = tokenize_causal(train_raw, tokenizer, fmt, task, recipe.verbalizer, t.max_length)
-        trainer = Trainer(
+        trainer = ZooTrainer(
+            group_size=t.length_group_batches,
             model=model,
             args=training_arguments(recipe, checkpoints, "loss", progress, greater_is_better=False),
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=data_collator,

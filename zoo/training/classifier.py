@@ -11,7 +11,6 @@ import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
-    Trainer,
     set_seed,
 )
 
@@ -27,6 +26,7 @@ from zoo.methods import Method, of_recipe
 from zoo.models.classifier import load_base_classifier
 from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
+    ZooTrainer,
     StopOnNonFinite,
     TrainResult,
     check_finite_metrics,
@@ -117,7 +117,8 @@ def train_classifier(
         scores.pop("n")
         return scores
 
-    trainer = Trainer(
+    trainer = ZooTrainer(
+        group_size=t.length_group_batches,
         model=model,
         args=training_arguments(recipe, checkpoints, metric, progress),
         compute_loss_func=balanced_loss(train_raw["label"], len(task.labels)) if t.class_weights == "balanced" else None,

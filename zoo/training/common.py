@@ -22,7 +22,8 @@ import peft
 import safetensors
 import torch
 import transformers
-from transformers import AutoConfig, TrainerCallback, TrainingArguments
+from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from zoo._version import __version__
 from zoo.artifact.card import render_card
@@ -64,6 +65,33 @@ def parameter_counts(model) -> tuple[int, int]:
         return tuple(int(x) for x in model.get_nb_trainable_parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return int(trainable), int(sum(p.numel() for p in model.parameters()))
+
+
+class _GroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped sampler with the group size chosen (``train.length_group_batches``)."""
+
+    def __init__(self, *args, groups: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.groups = groups
+
+    def __iter__(self):
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=self.groups,
+                                               generator=self.generator))
+
+
+class ZooTrainer(Trainer):
+    """transformers' Trainer, with the length grouping of ``train.length_group_batches`` (``group_size``)."""
+
+    def __init__(self, *args, group_size: int = 4, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.group_size = group_size
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler and self.group_size != 50:
+            return _GroupedSampler(sampler.batch_size, lengths=sampler.lengths, generator=sampler.generator,
+                                   groups=self.group_size)
+        return sampler
 
 
 def training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress: bool, greater_is_better: bool = True):
