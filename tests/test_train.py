@@ -84,8 +84,14 @@ def test_crash_leaves_no_adapter_and_resume_continues(tiny_bert, shared_data, tm
     assert not (tmp_path / "run" / "adapter").exists(), "a crashed run must not leave an adapter behind"
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-4").is_dir()
 
+    clock = tmp_path / "run" / "checkpoints" / "checkpoint-4" / "zoo_train_clock.json"
+    before = json.loads(clock.read_text())["train_seconds"]
+    assert 0 < before < 600, "each checkpoint keeps the seconds trained up to it"
+    clock.write_text(json.dumps({"train_seconds": 5000.0}))  # as if steps 1-4 had taken 5,000 s
+
     resumed = train(recipe, output_dir=tmp_path / "run", progress=False, resume=True)
     assert resumed.efficiency["steps"] == 6
+    assert 5000.0 < resumed.efficiency["train_seconds"] < 5600.0, "a resumed run's time includes the time before it"
     history = json.loads((resumed.adapter_dir / "zoo.json").read_text())["history"]
     logged = [row["step"] for row in history if "loss" in row]
     assert logged == [1, 2, 3, 4, 5, 6], "steps 1-4 come from the checkpoint, 5-6 from the resumed run"
@@ -93,6 +99,17 @@ def test_crash_leaves_no_adapter_and_resume_continues(tiny_bert, shared_data, tm
     fresh = train(recipe, output_dir=tmp_path / "fresh", progress=False)
     fresh_history = json.loads((fresh.adapter_dir / "zoo.json").read_text())["history"]
     assert [r["loss"] for r in fresh_history if "loss" in r][:4] == [r["loss"] for r in history if "loss" in r][:4]
+
+
+def test_resume_from_a_checkpoint_without_a_clock_says_so(tiny_bert, shared_data, tmp_path, capsys):
+    recipe = apply_overrides(load_recipe("recipes/sst2_lora.py"),
+                             quick_overrides(tiny_bert, shared_data) + ["train.eval_steps=2", "train.max_steps=4"])
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(CrashAt(3),))
+    (tmp_path / "run" / "checkpoints" / "checkpoint-2" / "zoo_train_clock.json").write_text("{not json")
+    resumed = train(recipe, output_dir=tmp_path / "run", progress=False, resume=True)
+    assert resumed.efficiency["steps"] == 4
+    assert "does not record the time trained before it" in capsys.readouterr().out
 
 
 def test_resume_without_checkpoint_is_an_error(tiny_bert, shared_data, tmp_path):

@@ -40,6 +40,8 @@ from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     ZooTrainer,
     StopOnNonFinite,
+    TrainClock,
+    resumed_time_note,
     TrainResult,
     check_finite_metrics,
     check_finite_weights,
@@ -166,22 +168,24 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         model = method.prepare(model, recipe.method, "CAUSAL_LM")
         trainable, total = parameter_counts(model)
         train_ds = tokenize_causal(train_raw, tokenizer, fmt, task, recipe.verbalizer, t.max_length)
+        clock = TrainClock()
         trainer = ZooTrainer(
             group_size=t.length_group_batches,
             model=model,
             args=training_arguments(recipe, checkpoints, "loss", progress, greater_is_better=False),
             train_dataset=train_ds, eval_dataset=eval_ds, data_collator=data_collator,
             callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
-                   FollowFreeCores(), StopOnNonFinite()],  # last: it sees what every other callback of the step did
+                   FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
         )
         output = trainer.train(resume_from_checkpoint=True if resume else None)
+        resumed_time_note(clock, recipe.name)
         trained = trainer.model
         steps, epochs = int(output.global_step), float(output.metrics.get("epoch", t.epochs))
         rate = round(float(output.metrics.get("train_samples_per_second", 0.0)), 2)
         train_examples = train_ds.num_rows
         history = [{k: v for k, v in row.items() if k in ("step", "epoch", "loss", "eval_loss")}
                    for row in trainer.state.log_history]
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - started + (0.0 if icl else clock.before)  # with the time before an interruption
 
     if icl:  # the base model with this prompt: measured above already
         metrics = dict(baseline["base_model"])

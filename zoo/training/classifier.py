@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +27,8 @@ from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     ZooTrainer,
     StopOnNonFinite,
+    TrainClock,
+    resumed_time_note,
     TrainResult,
     check_finite_metrics,
     check_finite_weights,
@@ -117,6 +118,7 @@ def train_classifier(
         scores.pop("n")
         return scores
 
+    clock = TrainClock()
     trainer = ZooTrainer(
         group_size=t.length_group_batches,
         model=model,
@@ -127,11 +129,11 @@ def train_classifier(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
-                   FollowFreeCores(), StopOnNonFinite()],  # last: it sees what every other callback of the step did
+                   FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
     )
-    started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=True if resume else None)
-    wall = time.perf_counter() - started
+    wall = clock.seconds()  # with the time before an interruption when resumed
+    resumed_time_note(clock, recipe.name)
 
     prediction = trainer.predict(eval_ds)  # of the final (or, with early stopping, the best) model
     metrics = classification_metrics(logits_of(prediction), prediction.label_ids, task)

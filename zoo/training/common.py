@@ -6,6 +6,7 @@ it starts, and a run whose loss or weights stop being finite stops and writes no
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
@@ -214,6 +215,57 @@ class StopOnNonFinite(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         # Huge but finite weights (lr=1e30 for one step) still answer NaN: the validation loss says so.
         check_finite_metrics(metrics or {}, state.global_step, args)
+
+
+CLOCK_FILE = "zoo_train_clock.json"
+
+
+class TrainClock(TrainerCallback):
+    """Training time across interruptions. Each checkpoint keeps the seconds trained up to it (``zoo_train_clock.json``
+    beside the Trainer's state), and a run resumed from that checkpoint starts counting from them, so a resumed
+    adapter's ``train_seconds`` is the whole training's, not its last piece's.
+
+    ``before`` is the checkpoint's count (0.0 for a fresh run); ``unknown`` is True when the run resumed from a
+    checkpoint that holds no count (written before the zoo kept one): its time before the interruption is lost."""
+
+    def __init__(self):
+        self.before = 0.0
+        self.unknown = False
+        self._started: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+        self.before, self.unknown = 0.0, False
+        if state.global_step:  # the state is the checkpoint's when resuming
+            seconds = read_clock(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            self.before, self.unknown = (seconds, False) if seconds is not None else (0.0, True)
+
+    def seconds(self) -> float:
+        return self.before + (time.perf_counter() - self._started if self._started is not None else 0.0)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            tmp = folder / f".{CLOCK_FILE}.{uuid.uuid4().hex}"
+            tmp.write_text(json.dumps({"train_seconds": round(self.seconds(), 3)}))
+            os.replace(tmp, folder / CLOCK_FILE)
+
+
+def read_clock(checkpoint: Path) -> float | None:
+    """The seconds a checkpoint says were trained up to it; None when it holds no readable, finite, non-negative count."""
+    try:
+        seconds = json.loads((checkpoint / CLOCK_FILE).read_text())["train_seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return float(seconds)
+
+
+def resumed_time_note(clock: TrainClock, name: str) -> None:
+    if clock.unknown:
+        print(f"{name}: resumed from a checkpoint that does not record the time trained before it; "
+              "train_seconds counts this run only (train again with --force for the whole figure)", flush=True)
 
 
 def check_finite_metrics(metrics: dict, step: int, args) -> None:
