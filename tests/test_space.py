@@ -140,6 +140,7 @@ def test_results_table_comes_from_the_cards(space_cat, space_home):
     metas = published(space_home)
     rows = {r["adapter"]: r for r in space_cat.results()}
     assert set(rows) == set(metas)
+    assert all(space_cat.entries[r["entry"]].name == r["adapter"] for r in rows.values()), "each row names its own entry"
     for name in ("sst2-lora", "rte-lora", "sst2-full", "alpaca-lora", "sst2-zero-shot-icl"):
         meta, row = metas[name], rows[name]
         eff, val = meta["efficiency"], meta["metrics"]["validation"]

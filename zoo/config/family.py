@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from zoo.config.overrides import apply_overrides
-from zoo.config.recipe import Recipe, run_recipe_file, with_docstring
+from zoo.config.recipe import Recipe, RecipeGroup, run_recipe_file, with_docstring
 from zoo.errors import RecipeError
 
 MAX_POINTS = 100  # a grid past this is a typo (or a cluster job), not a catalogue row
 
 
 @dataclass
-class Sweep:
+class Sweep(RecipeGroup):
     """A grid over one recipe: each combination of the values is an adapter of its own.
 
     ``grid`` maps dotted recipe keys (what ``--set`` takes: ``method.r``, ``train.learning_rate``) to the

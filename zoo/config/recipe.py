@@ -404,12 +404,17 @@ def with_docstring(recipe: Recipe, module) -> Recipe:
     return recipe
 
 
+class RecipeGroup:
+    """The base of what stands for several recipes in a recipe file's ``recipe`` (``zoo.Sweep``), so that this
+    module can tell it from a Recipe without importing the module that defines it."""
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Import a recipe file by path and return its ``recipe`` (the file's docstring fills ``description``).
     A file of several recipes (a family or a sweep) is read with ``zoo.config.family.load_recipes``."""
     module = run_recipe_file(path)
     recipe = getattr(module, "recipe", None)
-    if getattr(module, "recipes", None) is not None or type(recipe).__name__ == "Sweep":
+    if getattr(module, "recipes", None) is not None or isinstance(recipe, RecipeGroup):
         raise RecipeError(f"{path}: defines several recipes (a family or a sweep); pick one with "
                           f"`zoo train {path} --only NAME`, or read them all with zoo.load_recipes")
     if recipe is None:

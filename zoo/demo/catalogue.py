@@ -297,17 +297,20 @@ class Catalogue:
     def result_rows(self, task: Optional[str] = None) -> list[Row]:
         """The comparison rows from the published cards: one per entry (of ``task``, or all), computed by the same
         code as ``zoo report`` (``zoo.catalogue.table.row_of``)."""
-        return [row_of({"name": e.name, "task": e.task, "method": e.method, "base_model": e.base,
-                        "metrics": {"validation": e.metrics}, "efficiency": e.efficiency})
-                for e in self.entries.values() if not task or e.task == task]
+        return [row for _, row in self._rows(task)]
+
+    def _rows(self, task: Optional[str]) -> list[tuple[str, Row]]:
+        """(entry id, row) pairs from one snapshot of the entries, so that an id always goes with its own row."""
+        return [(e.id, row_of({"name": e.name, "task": e.task, "method": e.method, "base_model": e.base,
+                               "metrics": {"validation": e.metrics}, "efficiency": e.efficiency}))
+                for e in list(self.entries.values()) if not task or e.task == task]
 
     def results(self, task: Optional[str] = None) -> list[dict]:
         """:meth:`result_rows` as the Results tab's table rows (with each entry's id)."""
-        ids = [e.id for e in self.entries.values() if not task or e.task == task]
         return [{"task": r.task, "adapter": r.adapter, "method": r.method, "base": r.base, "metric": r.metric,
                  "value": r.value, "trainable_params": r.trainable_params, "trainable_pct": r.trainable_pct,
                  "train_seconds": r.train_seconds, "adapter_mib": r.adapter_mib, "entry": i}
-                for r, i in zip(self.result_rows(task), ids)]
+                for i, r in self._rows(task)]
 
 
 def _classified(p: dict) -> dict:

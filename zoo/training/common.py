@@ -80,16 +80,19 @@ class _GroupedSampler(LengthGroupedSampler):
                                                generator=self.generator))
 
 
+TRANSFORMERS_GROUP_BATCHES = 50  # transformers' own length-group size (get_length_grouped_indices' mega_batch_mult)
+
+
 class ZooTrainer(Trainer):
     """transformers' Trainer, with the length grouping of ``train.length_group_batches`` (``group_size``)."""
 
-    def __init__(self, *args, group_size: int = 4, **kwargs):
+    def __init__(self, *args, group_size: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.group_size = group_size
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
-        if type(sampler) is LengthGroupedSampler and self.group_size != 50:
+        if type(sampler) is LengthGroupedSampler and self.group_size != TRANSFORMERS_GROUP_BATCHES:
             return _GroupedSampler(sampler.batch_size, lengths=sampler.lengths, generator=sampler.generator,
                                    groups=self.group_size)
         return sampler
