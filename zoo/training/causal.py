@@ -242,4 +242,5 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
     if not icl:
         trainer.accelerator.wait_for_everyone()
     return TrainResult(adapter_dir=adapter_dir, metrics=metrics, baseline=baseline, efficiency=efficiency, model=trained,
-                       main_process=main_process)
+                       main_process=main_process, rank=0 if icl else trainer.args.process_index,
+                       processes=1 if icl else trainer.args.world_size)

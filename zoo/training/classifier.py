@@ -178,5 +178,6 @@ def train_classifier(
         write_atomically(build, adapter_dir)
     trainer.accelerator.wait_for_everyone()
     return TrainResult(adapter_dir=adapter_dir, metrics=metrics, baseline=baseline, efficiency=efficiency,
-                       model=trained, main_process=main_process)
+                       model=trained, main_process=main_process, rank=trainer.args.process_index,
+                       processes=trainer.args.world_size)
 

@@ -43,6 +43,8 @@ class TrainResult:
     efficiency: dict
     model: Any = field(repr=False, default=None)  # the trained model, still in memory
     main_process: bool = True  # False on the other ranks of a multi-process launch
+    rank: int = 0  # this process's index in a multi-process launch (accelerate launch, torchrun)
+    processes: int = 1  # how many processes trained together
 
 
 def versions() -> dict:
@@ -130,8 +132,18 @@ def training_arguments(recipe: Recipe, checkpoints: Path, metric: str, progress:
         disable_tqdm=not progress,
         dataloader_pin_memory=torch.cuda.is_available(),
         bf16=t.bf16,
-        use_cpu=t.bf16 and not torch.cuda.is_available(),  # transformers refuses bf16 without CUDA unless told so
+        use_cpu=cpu_only(t.bf16),
     )
+
+
+def cpu_only(bf16: bool) -> bool:
+    """Whether to tell transformers the run is on CPUs (``use_cpu``): bf16 without CUDA (transformers refuses it
+    otherwise), and a multi-process launch on a machine without accelerators, which otherwise initializes its
+    process group but trains each process alone (measured: two processes, two separate trainings, two pushes)."""
+    if torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        return False
+    world = os.environ.get("WORLD_SIZE", "1")  # set by torchrun and accelerate launch
+    return bf16 or (world.isdigit() and int(world) > 1)
 
 
 def write_atomically(build, final: Path) -> None:
