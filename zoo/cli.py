@@ -107,8 +107,13 @@ def train(
                     out.mkdir(parents=True, exist_ok=True)
                     (out / "fingerprint.json").write_text(json.dumps(fingerprint) + "\n")
                 result = run(r, output_dir=out, resume=again, progress=progress)
-                if not result.main_process:
-                    return
+                if result.processes > 1:
+                    typer.echo(f"{r.name}: process {result.rank} of {result.processes} trained "
+                               f"{result.efficiency.get('steps', 0)} steps together"
+                               + ("; it writes and publishes" if result.main_process else "; process 0 publishes"),
+                               err=True)
+                if not result.main_process:  # the other ranks go on to the next recipe with process 0
+                    continue
                 _report_run(result)
                 if push:
                     _publish(result.adapter_dir, hub, repo_id, private)
@@ -499,6 +504,50 @@ def demo(
     typer.echo(f"demo: {len(catalogue.entries)} entries on {catalogue.describe()}", err=True)
     try:
         launch(build_app(catalogue, concurrency=concurrency), host=host, port=port)
+    except OSError as e:
+        _fail(ZooError(f"cannot listen on {host}:{port} ({e}); pick another --port"))
+
+
+@app.command()
+def serve(
+    hub: HubOption = None,
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 to let others on the network in)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    token_env: Optional[str] = typer.Option(None, help="require 'Authorization: Bearer <token>', the token read "
+                                                       "from this environment variable (never from the command line)"),
+    max_queue: int = typer.Option(64, help="requests queued or running at once; one more is answered 429"),
+    timeout: float = typer.Option(60.0, help="seconds a request may take before it is answered 504"),
+    refresh_seconds: float = typer.Option(10.0, help="list the catalogue again this often (new pushes, removals); 0: never"),
+    max_chars: int = typer.Option(2000, help="longest text an input may hold, per field"),
+    coalesce: bool = typer.Option(True, help="run concurrent requests to one base as one mixed batch"),
+):
+    """Serve the catalogue over HTTP: /v1/classify, OpenAI-compatible /v1/completions and /v1/chat/completions
+    (model = the adapter's name, streaming included), /v1/models, /health and /metrics (Prometheus)."""
+    import os
+
+    try:
+        token = None
+        if token_env:
+            token = os.environ.get(token_env, "")
+            if not token.strip():
+                raise ZooError(f"--token-env {token_env}: that environment variable is empty or unset; export the token "
+                               "in it first")
+        if max_queue < 1 or timeout <= 0 or max_chars < 1 or refresh_seconds < 0:
+            raise ZooError("--max-queue and --max-chars must be at least 1, --timeout positive, --refresh-seconds >= 0")
+        from zoo.demo.catalogue import Catalogue
+        from zoo.server.app import create_app
+
+        catalogue = Catalogue(hub, max_chars=max_chars, coalesce=coalesce)
+        asgi = create_app(catalogue, token=token, max_queue=max_queue, timeout=timeout,
+                          refresh_seconds=refresh_seconds, max_chars=max_chars)
+    except ZooError as e:
+        _fail(e)
+    import uvicorn
+
+    typer.echo(f"serve: {len(catalogue.entries)} entries on {catalogue.describe()} at http://{host}:{port}"
+               f"{' (token required)' if token else ''}", err=True)
+    try:
+        uvicorn.run(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     except OSError as e:
         _fail(ZooError(f"cannot listen on {host}:{port} ({e}); pick another --port"))
 

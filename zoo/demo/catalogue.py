@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from zoo.artifact.record import AdapterRecord
 from zoo.catalogue.table import Row, row_of
+from zoo.config.generation import check_generation, resolve_settings
 from zoo.config.prompts import answer, render_inputs
 from zoo.data.bases import LEGACY_IDS
 from zoo.demo.entries import MAX_CHARS, MAX_ID_CHARS, SEP, Entry, check_max_new_tokens, check_text, entry_of
@@ -78,8 +79,19 @@ class Catalogue:
                 log.warning("catalogue: skipped %s", self.skipped[-1])
         found.sort(key=lambda e: (e.task, e.base, e.method, e.name))
         with self._lock:
+            gone = set(self.entries) - {e.id for e in found}
             self.entries = {e.id: e for e in found}
             self.problem = None
+            dropped = [(k, m) for k, m in self._models.items() if k[0] in gone]
+            for k, _ in dropped:
+                del self._models[k]
+        for (entry_id, _), model in dropped:  # unpublished: out of memory too (requests under way keep their copy)
+            if isinstance(model, AdapterHandle):
+                try:
+                    model.zoo.remove(model.name)
+                except ZooError:
+                    pass
+            log.info("catalogue: %s is no longer published; unloaded", entry_id)
         return found
 
     # ------------------------------------------------------------------ lookup
@@ -223,12 +235,33 @@ class Catalogue:
         text = check_text(text, "the text", max_chars=self.max_chars)
         second = check_text(second, "the second text", max_chars=self.max_chars, required=False)
         entries = [self.get(i) for i in entry_ids]
-        rows: list[dict] = [{"entry": e.id, "adapter": e.name, "task": e.task, "method": e.method, "base": e.base}
-                            for e in entries]
-        todo: dict[tuple, list[tuple[int, object, object]]] = {}  # (group) -> [(row, model, input)]
-        for i, e in enumerate(entries):
+        items: list = []
+        for e in entries:
             try:
-                item = self.item(e, text, second)
+                items.append(self.item(e, text, second))
+            except ZooError as err:
+                if strict:
+                    raise
+                items.append(err)
+        return self.answer_rows(list(zip(entries, items)), settings=settings, strict=strict)
+
+    def answer_rows(self, rows_in: list[tuple[Entry, object]], *, settings: dict | None = None, strict: bool = False,
+                    streams: dict[int, Callable[[int], None]] | None = None) -> list[dict]:
+        """Many (entry, model input) rows, each its own entry: one mixed batch per base (and per generation setting).
+
+        The inputs are checked by the caller (``item``, or the server's request schema); an input that is a ZooError
+        is that row's answer. ``settings``: generation settings for the causal rows (checked here). ``streams``:
+        row index -> a function called with each new token id of that row's generation, as it is generated.
+        A row per input, in order; a row that cannot answer gets ``{"error": message}`` (``strict``: raised)."""
+        settings = dict(settings or {})
+        check_generation(settings, BadInput, "the request")
+        rows: list[dict] = [{"entry": e.id, "adapter": e.name, "task": e.task, "method": e.method, "base": e.base}
+                            for e, _ in rows_in]
+        todo: dict[tuple, list[tuple[int, object, object]]] = {}  # (group) -> [(row, model, input)]
+        for i, (e, item) in enumerate(rows_in):
+            try:
+                if isinstance(item, ZooError):
+                    raise item
                 model = self.model(e)
             except ZooError as err:
                 if strict:
@@ -242,7 +275,7 @@ class Catalogue:
             start = time.perf_counter()
             batch = len(members)
             try:
-                outputs, batch = self._run_group(group, members, settings)
+                outputs, batch = self._run_group(group, members, settings, streams or {})
             except ZooError as err:
                 if strict:
                     raise EntryFailed(str(err)) from None
@@ -258,7 +291,7 @@ class Catalogue:
                 rows[i].update(out, latency_ms=ms, batch=batch)
         return rows
 
-    def _run_group(self, group: tuple, members: list, settings: dict) -> tuple[list[dict], int]:
+    def _run_group(self, group: tuple, members: list, settings: dict, streams: dict) -> tuple[list[dict], int]:
         """The members' outputs, and how many rows the call that computed them held."""
         kind, _, causal = group
         models = [m for _, m, _ in members]
@@ -270,8 +303,16 @@ class Catalogue:
             with serial:
                 if not causal:
                     return [_classified(p) for p in model.predict(items)], len(items)
-                texts = model.generate(items, **settings)
-            return [_generated(model.record, t) for t in texts], len(items)
+                texts = model.generate(items, **settings)  # streamed whole once done (zoo.server)
+                prompts = render_inputs(model.record.prompt, model.record.examples, model.tokenizer, items)
+                limit = resolve_settings(model.record.generation, settings)["max_new_tokens"]
+                out = []
+                for prompt, text in zip(prompts, texts):
+                    made = len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+                    out.append({**_generated(model.record, text), "completion_tokens": made,
+                                "prompt_tokens": min(len(model.tokenizer(prompt)["input_ids"]), model.record.max_length),
+                                "finish_reason": "stop" if made < limit else "length"})
+            return out, len(items)
         zoo = models[0].zoo
         names = [m.name for m in models]
         if not causal and self.coalesce:  # one forward pass for these rows and other users' rows of the moment
@@ -279,8 +320,24 @@ class Catalogue:
         if not causal:
             return [_classified(p) for p in zoo.predict(items, adapters=names)], len(items)
         prompts = [render_inputs(m.record.prompt, m.record.examples, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
-        texts = zoo.generate(prompts, adapters=names, **settings)
-        return [_generated(m.record, t) for m, t in zip(models, texts)], len(prompts)
+        eos = _eos_ids(zoo)
+        tokens = [_Tokens(streams.get(i), counting=resolve_settings(m.record.generation, settings)["num_beams"] == 1,
+                          eos=eos) for (i, _, _), m in zip(members, models)]
+        if self.coalesce:  # the same settings: one generate call for these rows and other users' of the moment
+            texts, batch = self._generation_coalescer(zoo, settings).submit(list(zip(names, prompts, tokens)))
+        else:
+            texts, batch = _generate(zoo, settings, list(zip(names, prompts, tokens))), len(prompts)
+        out = []
+        for m, prompt, text, t in zip(models, prompts, texts, tokens):
+            limit = resolve_settings(m.record.generation, settings)["max_new_tokens"]
+            with zoo._tokenizing:  # a tokenizer is not safe to share between threads
+                prompt_tokens = min(len(zoo._prompt_tokenizer(prompt, truncation=True, max_length=m.record.max_length
+                                                              )["input_ids"]), m.record.max_length)
+                made = t.seen if t.counted else len(zoo.tokenizer(text, add_special_tokens=False)["input_ids"])
+            stopped = t.stopped if t.counted else made < limit
+            out.append({**_generated(m.record, text), "prompt_tokens": prompt_tokens, "completion_tokens": made,
+                        "finish_reason": "stop" if stopped else "length"})
+        return out, batch
 
     def _coalescer(self, zoo) -> Coalescer:
         """The batcher of one shared base: concurrent requests to any of its classifiers become one mixed batch."""
@@ -291,6 +348,16 @@ class Catalogue:
                     return [_classified(p) for p in zoo.predict([x for _, x in rows], adapters=[n for n, _ in rows])]
 
                 batcher = self._batchers[id(zoo)] = Coalescer(run)
+            return batcher
+
+    def _generation_coalescer(self, zoo, settings: dict) -> Coalescer:
+        """The batcher of one shared base and one set of generation settings (a generate call has one set)."""
+        key = (id(zoo), "generate", tuple(sorted(settings.items())))
+        with self._lock:
+            batcher = self._batchers.get(key)
+            if batcher is None:
+                batcher = self._batchers[key] = Coalescer(lambda rows, zoo=zoo: _generate(zoo, settings, rows),
+                                                          max_items=16)
             return batcher
 
     # ------------------------------------------------------------------ results
@@ -311,6 +378,45 @@ class Catalogue:
                  "value": r.value, "trainable_params": r.trainable_params, "trainable_pct": r.trainable_pct,
                  "train_seconds": r.train_seconds, "adapter_mib": r.adapter_mib, "entry": i}
                 for i, r in self._rows(task)]
+
+
+class _Tokens:
+    """One row's new tokens, counted (and passed on to ``send`` as they come, when streamed) where the row's
+    settings allow it (``counting``: no beam search). A row run again (its mixed batch failed, so each request
+    reruns alone) passes on only the tokens it had not passed on yet."""
+
+    def __init__(self, send: Optional[Callable[[int], None]], *, counting: bool, eos: set[int]):
+        if send is not None and not counting:
+            raise BadInput("this entry generates with beam search, which settles its text only at the end: "
+                           "ask without streaming")
+        self.send, self.counting, self.eos = send, counting, eos
+        self.sent = self.seen = 0
+        self.counted = self.stopped = False
+
+    def start(self, counted: bool) -> None:
+        self.seen, self.counted, self.stopped = 0, counted, False
+
+    def __call__(self, token: int) -> None:
+        self.seen += 1
+        self.stopped = token in self.eos
+        if self.seen > self.sent and self.send is not None:
+            self.sent += 1
+            self.send(token)
+
+
+def _eos_ids(zoo) -> set[int]:
+    eos = getattr(zoo.model.generation_config, "eos_token_id", None)
+    return set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+
+
+def _generate(zoo, settings: dict, rows: list) -> list[str]:
+    """(adapter name, prompt, _Tokens) rows through one registry generate call; tokens are counted (and streamed)
+    when no row searches with beams."""
+    counted = all(t.counting for _, _, t in rows)
+    for _, _, tokens in rows:
+        tokens.start(counted)
+    stream = (lambda i, token: rows[i][2](token)) if counted else None
+    return zoo.generate([p for _, p, _ in rows], adapters=[n for n, _, _ in rows], stream=stream, **settings)
 
 
 def _classified(p: dict) -> dict:

@@ -34,8 +34,12 @@ from zoo.serve.routing import (
 
 
 # ------------------------------------------------------------------------------- batches
-def generate_rows(zoo, prompts, rows: list[AdapterWeights], batch_size: int, generation: dict) -> list[str]:
-    """The new text for each prompt, ``rows[i]`` being its adapter (resolved and checked by ``Zoo.generate``)."""
+def generate_rows(zoo, prompts, rows: list[AdapterWeights], batch_size: int, generation: dict,
+                  stream: Callable[[int, int], None] | None = None) -> list[str]:
+    """The new text for each prompt, ``rows[i]`` being its adapter (resolved and checked by ``Zoo.generate``).
+
+    ``stream(i, token_id)``, when given, is called with each new token of prompt ``i`` as it is generated
+    (greedy and sampling; special tokens included, decode them as the answer is decoded: without them)."""
     settings = {id(a): _settings(a, generation) for a in rows}
     # One generate() call per group: the same virtual tokens, the same settings, and, for
     # last-layers, the same adapter (a KV cache cannot be split between replaced and shared blocks).
@@ -47,13 +51,42 @@ def generate_rows(zoo, prompts, rows: list[AdapterWeights], batch_size: int, gen
     for (group, _, items), idx in groups.items():
         idx.sort(key=lambda i: len(prompts[i]))
         for start in range(0, len(idx), batch_size):
-            chunk, texts = _generate_batch(zoo, group, idx[start:start + batch_size], prompts, rows, dict(items))
+            chunk, texts = _generate_batch(zoo, group, idx[start:start + batch_size], prompts, rows, dict(items), stream)
             for i, text in zip(chunk, texts):
                 out[i] = text
     return out  # type: ignore[return-value]
 
 
-def _generate_batch(zoo, group: tuple, chunk: list[int], prompts, rows, settings: dict):
+class RowStreamer:
+    """A transformers streamer for a batch of rows: each new token goes to ``stream(prompt index, token id)``.
+
+    ``generate`` first puts the prompt ids (2-d), then one token per row per step (1-d); rows that finished get
+    padding until the batch ends, which is not theirs to stream."""
+
+    def __init__(self, chunk: list[int], stream: Callable[[int, int], None], eos: set[int]):
+        self.chunk, self.stream, self.eos = chunk, stream, eos
+        self.done = [False] * len(chunk)
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True  # the prompt ids: not new text
+            return
+        for r, token in enumerate(value.reshape(len(self.chunk), -1)[:, -1].tolist()):
+            if not self.done[r]:
+                self.stream(self.chunk[r], int(token))
+                self.done[r] = token in self.eos
+
+    def end(self) -> None:
+        pass
+
+
+def _eos_ids(model) -> set[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    return set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+
+
+def _generate_batch(zoo, group: tuple, chunk: list[int], prompts, rows, settings: dict, stream=None):
     chunk, route = route_rows(chunk, rows)
     with zoo._tokenizing:
         ids = [zoo._prompt_tokenizer(prompts[i], truncation=True, max_length=rows[i].max_length)["input_ids"]
@@ -68,7 +101,8 @@ def _generate_batch(zoo, group: tuple, chunk: list[int], prompts, rows, settings
     # Beam search repeats each row num_beams times in place: the route follows the batch the layers see.
     with (torch.inference_mode(), routed(route.repeat(settings["num_beams"])), virtual_tokens(virtual),
           zoo.generation_hook.installed()):
-        out = zoo.model.generate(input_ids=input_ids, attention_mask=mask, **settings)
+        streamer = RowStreamer(chunk, stream, _eos_ids(zoo.model)) if stream is not None else None
+        out = zoo.model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer, **settings)
     return chunk, zoo.tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True)
 
 

@@ -21,7 +21,7 @@ import copy
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -296,8 +296,10 @@ class Zoo:
 
     # ----------------------------------------------------------------------------- generation
     def generate(self, prompts: Sequence[str], *, adapter: str | None = None, adapters: Sequence[str] | None = None,
-                 batch_size: int = 8, **generation) -> list[str]:
+                 batch_size: int = 8, stream: Callable[[int, int], None] | None = None, **generation) -> list[str]:
         """The text each causal-LM adapter generates after its prompt (prompts already templated); new text only.
+
+        ``stream(i, token_id)``: called with each new token of prompt ``i`` as it is generated (not with beams).
 
         Settings: each adapter's zoo.json "generation", overridden by ``generation`` (max_new_tokens,
         do_sample, num_beams, temperature, top_p, top_k, repetition_penalty). Prompts longer than the
@@ -327,7 +329,9 @@ class Zoo:
                 raise BadInput(f"max_new_tokens {new} is too many for {a.key!r}: its prompts take up to {a.max_length}"
                                f"{f' + {virtual} virtual' if virtual else ''} tokens of the base's {limit} positions, "
                                f"so at most {limit - a.max_length - virtual} new tokens fit")
-        return generate_rows(self, prompts, rows, batch_size, generation)
+        if stream is not None and any(resolve_settings(a.record.generation, generation)["num_beams"] != 1 for a in rows):
+            raise BadInput("streaming needs num_beams=1: beam search settles the text only at its end")
+        return generate_rows(self, prompts, rows, batch_size, generation, stream)
 
     # ----------------------------------------------------------------------------- handles
     def handle(self, name: str, *, folder: str | Path | None = None) -> "AdapterHandle":
