@@ -11,6 +11,7 @@ one line are siblings and import nothing from each other:
     methods               one module per method: train, save, serve, describe
     training | serve      train(recipe) | the registry, routing and loaders
     demo                  the Gradio Space's engine and page
+    server                zoo serve: the catalogue engine behind HTTP (OpenAI-compatible), metrics
     api                   zoo/__init__, the CLI, zoo.testing
 
 The checker reads the source (no imports run), so it sees imports inside functions and
@@ -26,7 +27,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "zoo"
 LAYERS = [("errors",), ("data",), ("config",), ("artifact",), ("models", "hub"), ("methods",),
-          ("training", "serve", "catalogue"), ("demo",), ("api",)]
+          ("training", "serve", "catalogue"), ("demo",), ("server",), ("api",)]
 TOP_MODULES = {"errors": "errors", "_version": "errors", "_quiet": "errors", "cli": "api", "testing": "api", "__main__": "api"}
 # Lazy imports of the zoo's own modules are kept only where they save start-up time: `import zoo` and
 # `zoo --help` must not pay for torch, transformers and PEFT.

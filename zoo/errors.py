@@ -82,7 +82,19 @@ class EntryFailed(ZooError, RuntimeError):
     """An entry could not be loaded or run; the message says why, the rest of the catalogue keeps working."""
 
 
+class ServerBusy(ZooError, RuntimeError):
+    """The server's queue is full: the request was not run; try again after the Retry-After seconds (HTTP 429)."""
+
+
+class DeadlineExceeded(ZooError, TimeoutError):
+    """The request was not answered within the server's deadline (HTTP 504); the others are unaffected."""
+
+
+class NotAuthorized(ZooError, PermissionError):
+    """The server wants a bearer token and the request had none, or a wrong one (HTTP 401)."""
+
+
 __all__ = ["ZooError", "RecipeError", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound",
            "EmptyDataset", "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "UnsupportedFormat",
            "UnsupportedAdapter", "BadInput", "HubError", "QuantizationUnavailable", "EntryNotFound", "EntryFailed",
-           "TrainingDiverged"]
+           "TrainingDiverged", "ServerBusy", "DeadlineExceeded", "NotAuthorized"]

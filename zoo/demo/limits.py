@@ -25,8 +25,9 @@ class BodyLimit:
     caps uploaded files only, after parsing; a JSON body it reads whole (30 refused 50 MB requests left the
     demo at 2.3 GB)."""
 
-    def __init__(self, app, *, limit: int):
+    def __init__(self, app, *, limit: int, refusal=None):
         self.app, self.limit = app, limit
+        self.refusal = refusal  # limit -> the 413's JSON body (bytes); the demo's own by default
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -64,8 +65,9 @@ class BodyLimit:
                 raise
 
     async def refuse(self, send):
-        body = (f'{{"error": "request body over {self.limit:,} bytes: this demo reads at most that much per request '
-                f'(set ZOO_DEMO_MAX_BODY to change it)"}}').encode()
+        body = self.refusal(self.limit) if self.refusal else (
+            f'{{"error": "request body over {self.limit:,} bytes: this demo reads at most that much per request '
+            f'(set ZOO_DEMO_MAX_BODY to change it)"}}').encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,156 @@
+"""`zoo serve` throughput against the in-process registry, on the same requests.
+
+    .venv/bin/python bench/serve.py [--requests 480] [--clients 16] [--repeats 2]
+
+Builds bench/registry.py's local hub of 9 adapters on the real MiniLM base (LoRA, IA3, prompt tuning,
+P-tuning, prefix tuning; 2 to 20 labels), draws --requests SST-2 validation sentences, each for a random
+adapter, and runs them, in the same process run:
+
+- in_process: --clients threads calling zoo.load(...).predict([text]) on the shared registry (no HTTP; each
+  call its own forward pass);
+- server: --clients HTTP clients (httpx) posting /v1/classify to `zoo serve` on loopback (concurrent requests
+  coalesced into mixed batches);
+- server_one_client: one client, one request at a time (what HTTP costs a request).
+
+Rounds alternate between in_process and server; the best of --repeats counts for each. Figures:
+server_vs_in_process (throughput ratio at --clients; the issue's target is >= 0.8), p50/p95 latency, and
+mismatches (answers differing from the in-process ones beyond 1e-5: must be 0). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
+    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+
+from bench.registry import ADAPTERS, BASE, build_hub  # noqa: E402
+from bench.space import pct, sentences  # noqa: E402
+
+
+def start_server(home: Path, *options: str):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(home / f"serve-{port}.log", "w+")
+    env = dict(os.environ, ZOO_HOME=str(home), HF_TOKEN="")
+    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), "serve", "--hub", "local", "--port", str(port),
+                             "--refresh-seconds", "0", *options], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"zoo serve exited:\n{log.read()}")
+        time.sleep(0.2)
+    raise SystemExit("zoo serve did not start")
+
+
+def dealt(requests: list, clients: int, call) -> tuple[list, list, float]:
+    """Every request once, dealt between ``clients`` threads that each send theirs one after another."""
+    out: list = [None] * len(requests)
+    lat: list = [None] * len(requests)
+
+    def user(k: int):
+        for i in range(k, len(requests), clients):
+            t = time.perf_counter()
+            out[i] = call(k, requests[i])
+            lat[i] = time.perf_counter() - t
+
+    threads = [threading.Thread(target=user, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out, lat, time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=480)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    import httpx
+
+    import zoo
+    from zoo.hub.backends import LocalBackend
+    from zoo.hub.local import LocalHub
+
+    home = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    build_hub(home / "hub")
+    names = [a[0] for a in ADAPTERS]
+    rng = random.Random(1)
+    requests = [(rng.choice(names), text) for text in sentences(args.requests)]
+
+    backend = LocalBackend(LocalHub(home / "hub"))
+    handles = {n: zoo.load(BASE, adapter=n, hub=backend) for n in names}
+    for n in names:
+        handles[n].predict(["warm up"])
+    proc, url = start_server(home)
+    sessions = [httpx.Client(timeout=300) for _ in range(args.clients)]
+
+    def http(k, req):
+        r = sessions[k].post(f"{url}/v1/classify", json={"adapter": req[0], "inputs": [req[1]]})
+        r.raise_for_status()
+        return r.json()["results"][0]
+
+    try:
+        for n in names:
+            http(0, (n, "warm up"))
+        runs: dict[str, list] = {"in_process": [], "server": []}
+        for _ in range(args.repeats):  # alternated: both see the same state of the machine
+            runs["in_process"].append(dealt(requests, args.clients, lambda k, r: handles[r[0]].predict([r[1]])[0]))
+            runs["server"].append(dealt(requests, args.clients, http))
+        one = dealt(requests[: max(1, len(requests) // 4)], 1, http)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    def same(a, b):
+        return a["label"] == b["label"] and all(abs(a["scores"][k] - b["scores"][k]) <= 1e-5 for k in b["scores"])
+
+    best = {kind: min(r, key=lambda x: x[2]) for kind, r in runs.items()}
+    local = best["in_process"][0]
+    mismatches = sum(not same(s, w) for out, _, _ in runs["server"] for s, w in zip(out, local))
+    n = len(requests)
+    result = {
+        "requests": n, "clients": args.clients, "adapters": len(names), "base": BASE,
+        "in_process_rps": round(n / best["in_process"][2], 1), "server_rps": round(n / best["server"][2], 1),
+        "server_one_client_rps": round(len(one[0]) / one[2], 1),
+        "server_vs_in_process": round(best["in_process"][2] / best["server"][2], 3),
+        "p50_ms": {k: pct(best[k][1], 0.5) for k in best} | {"server_one_client": pct(one[1], 0.5)},
+        "p95_ms": {k: pct(best[k][1], 0.95) for k in best} | {"server_one_client": pct(one[1], 0.95)},
+        "mismatches": mismatches,
+    }
+    print(f"{n} /v1/classify requests over {len(names)} adapters, {args.clients} clients: in process "
+          f"{result['in_process_rps']} req/s, zoo serve {result['server_rps']} req/s "
+          f"(x{result['server_vs_in_process']}; one client {result['server_one_client_rps']} req/s); "
+          f"mismatches {mismatches}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""OpenAI-style streaming (server-sent events) of a completion: each row's new text is sent as its tokens are
+generated, decoded as the whole answer is decoded, so the pieces add up to exactly the text a request without
+``stream`` gets. A row's last piece carries its ``finish_reason``; ``stream_options.include_usage`` adds a
+usage chunk; ``data: [DONE]`` ends the stream. An error after the stream started is sent as one
+``data: {"error": ...}`` event (the status line has gone already).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+
+from zoo.errors import ZooError
+
+log = logging.getLogger("zoo.server")
+
+
+def sse(value) -> str:
+    return f"data: {json.dumps(value, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def start_stream(engine, req, entry):
+    """Admit the request, start its rows, and return the generator of its events. The rows run (and give back
+    their place in the queue) whether or not the events are ever read: a client that leaves costs nothing more."""
+    engine.admit()  # refused here, before the 200 of a stream is sent
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    n = len(req.inputs)
+    decoders: list = [None]
+
+    def sender(i: int):
+        return lambda token: loop.call_soon_threadsafe(queue.put_nowait, (i, token))
+
+    def work():
+        decoders[0] = engine.decoder(entry)  # loads the entry first if it is not yet resident
+        return engine.complete(req, entry, streams={i: sender(i) for i in range(n)})
+
+    try:
+        future = engine.start(work)
+    except BaseException:
+        engine._release()  # admitted but never started (the server is shutting down)
+        raise
+    future.add_done_callback(lambda _: queue.put_nowait(None))
+    return _events(engine, req, entry, queue, future, decoders)
+
+
+async def _events(engine, req, entry, queue: asyncio.Queue, future, decoders: list):
+    loop = asyncio.get_running_loop()
+    n = len(req.inputs)
+    kind = "chat.completion.chunk" if req.chat else "text_completion"
+    head = {"id": f"{'chatcmpl' if req.chat else 'cmpl'}-{uuid.uuid4().hex}", "object": kind,
+            "created": int(time.time()), "model": req.model}
+
+    def chunk(i: int, text: str, finish=None) -> str:
+        if req.chat:
+            choice = {"index": i, "delta": {"content": text} if text or finish is None else {}, "logprobs": None,
+                      "finish_reason": finish}
+        else:
+            choice = {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
+        return sse({**head, "choices": [choice]})
+
+    if req.chat:
+        for i in range(n):
+            yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                            "logprobs": None, "finish_reason": None}]})
+    ids: list[list[int]] = [[] for _ in range(n)]
+    sent = [""] * n
+    deadline = loop.time() + engine.timeout
+    while True:
+        try:
+            item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            engine.metrics.rejected.labels("deadline").inc()
+            yield sse({"error": {"message": f"no answer within the server's deadline of {engine.timeout:g} s",
+                                 "type": "timeout_error", "code": 504}})
+            return
+        if item is None:
+            break
+        i, token = item
+        ids[i].append(token)
+        decoder = decoders[0]
+        if decoder is None:
+            continue
+        tokenizer, _ = decoder
+        text = tokenizer.decode(ids[i], skip_special_tokens=True)
+        if text.endswith("\ufffd") or not text.startswith(sent[i]):
+            continue  # half a character, or a merge that rewrote the end: wait for the next token
+        if len(text) > len(sent[i]):
+            piece, sent[i] = text[len(sent[i]):], text
+            yield chunk(i, piece)
+    try:
+        rows = future.result()
+    except ZooError as e:
+        yield sse({"error": {"message": str(e), "type": "invalid_request_error", "code": 400}})
+        return
+    except Exception:
+        log.exception("streaming %s failed", entry.name)
+        yield sse({"error": {"message": "the server failed to answer this request; it is logged",
+                             "type": "server_error", "code": 500}})
+        return
+    for i, row in enumerate(rows):
+        final = row["text"]
+        rest = final[len(sent[i]):] if final.startswith(sent[i]) else ""
+        if not final.startswith(sent[i]):  # cannot happen with a decoder that decodes prefixes as prefixes
+            log.warning("stream of %s row %d diverged from its final text", entry.name, i)
+        if rest:
+            yield chunk(i, rest)
+        yield chunk(i, "", row["finish_reason"])
+    if req.include_usage:
+        usage = {"prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+                 "completion_tokens": sum(r["completion_tokens"] for r in rows)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        yield sse({**head, "choices": [], "usage": usage})
+    yield "data: [DONE]\n\n"
