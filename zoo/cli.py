@@ -520,11 +520,33 @@ def serve(
     refresh_seconds: float = typer.Option(10.0, help="list the catalogue again this often (new pushes, removals); 0: never"),
     max_chars: int = typer.Option(2000, help="longest text an input may hold, per field"),
     coalesce: bool = typer.Option(True, help="run concurrent requests to one base as one mixed batch"),
+    ray: bool = typer.Option(False, "--ray", help="deploy on Ray Serve (a local Ray cluster): several replicas, "
+                                                  "adapters routed by Serve's model multiplexing; needs adapter-zoo[ray]"),
+    replicas: int = typer.Option(2, help="with --ray: replicas, each holding one shared base per base model"),
+    max_adapters_per_replica: int = typer.Option(8, help="with --ray: adapters a replica holds; Serve evicts the least "
+                                                         "recently used past it"),
 ):
     """Serve the catalogue over HTTP: /v1/classify, OpenAI-compatible /v1/completions and /v1/chat/completions
     (model = the adapter's name, streaming included), /v1/models, /health and /metrics (Prometheus)."""
+    import importlib.util
     import os
 
+    if ray:
+        if importlib.util.find_spec("ray") is None:
+            _fail(ZooError("--ray needs Ray Serve, which is not installed; install it with: "
+                           "pip install 'adapter-zoo[ray]'"))
+        if token_env and not os.environ.get(token_env, "").strip():
+            _fail(ZooError(f"--token-env {token_env}: that environment variable is empty or unset; export the token "
+                           "in it first"))
+        from zoo.server.ray_serve import run as run_ray
+
+        try:
+            run_ray(host=host, port=port, hub=hub, replicas=replicas, max_adapters_per_replica=max_adapters_per_replica,
+                    token_env=token_env, max_queue=max_queue, timeout=timeout, refresh_seconds=refresh_seconds,
+                    max_chars=max_chars)
+        except ZooError as e:
+            _fail(e)
+        return
     try:
         token = None
         if token_env:

@@ -86,13 +86,20 @@ class Catalogue:
             for k, _ in dropped:
                 del self._models[k]
         for (entry_id, _), model in dropped:  # unpublished: out of memory too (requests under way keep their copy)
-            if isinstance(model, AdapterHandle):
-                try:
-                    model.zoo.remove(model.name)
-                except ZooError:
-                    pass
+            _unload(model)
             log.info("catalogue: %s is no longer published; unloaded", entry_id)
         return found
+
+    def unload(self, entry_id: str) -> bool:
+        """Take an entry's model out of memory (its adapter off the shared base); loaded again on its next use.
+        Safe to call twice, or for an entry that is not loaded (False then)."""
+        with self._lock:
+            dropped = [(k, m) for k, m in self._models.items() if k[0] == entry_id]
+            for k, _ in dropped:
+                del self._models[k]
+        for _, model in dropped:
+            _unload(model)
+        return bool(dropped)
 
     # ------------------------------------------------------------------ lookup
     def get(self, entry_id: str) -> Entry:
@@ -402,6 +409,14 @@ class _Tokens:
         if self.seen > self.sent and self.send is not None:
             self.sent += 1
             self.send(token)
+
+
+def _unload(model) -> None:
+    if isinstance(model, AdapterHandle):
+        try:
+            model.zoo.remove(model.name)
+        except ZooError:  # already removed
+            pass
 
 
 def _eos_ids(zoo) -> set[int]:
