@@ -10,7 +10,9 @@ adapter, and runs them, in the same process run:
   call its own forward pass);
 - server: --clients HTTP clients (httpx) posting /v1/classify to `zoo serve` on loopback (concurrent requests
   coalesced into mixed batches);
-- server_one_client: one client, one request at a time (what HTTP costs a request).
+- server_one_client: one client, one request at a time (what HTTP costs a request);
+- with --ray: `zoo serve --ray` with 1 replica, then with 2 (on 2 cores the ratio measures Ray's overhead, not
+  scaling: the replicas share the same cores).
 
 Rounds alternate between in_process and server; the best of --repeats counts for each. Figures:
 server_vs_in_process (throughput ratio at --clients; the issue's target is >= 0.8), p50/p95 latency, and
@@ -48,6 +50,9 @@ def start_server(home: Path, *options: str):
         port = s.getsockname()[1]
     log = open(home / f"serve-{port}.log", "w+")
     env = dict(os.environ, ZOO_HOME=str(home), HF_TOKEN="")
+    if "--ray" in options:  # Ray's files (sockets: short paths) and token under folders of this run
+        temp = tempfile.mkdtemp(prefix="zr", dir="/tmp")
+        env.update(TMPDIR=temp, RAY_TMPDIR=temp, HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
     proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), "serve", "--hub", "local", "--port", str(port),
                              "--refresh-seconds", "0", *options], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -91,6 +96,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=480)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--ray", action="store_true", help="also zoo serve --ray with 1 and with 2 replicas")
     args = parser.parse_args()
 
     import httpx
@@ -129,6 +135,18 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
 
+    ray_runs = {}
+    for replicas in ((1, 2) if args.ray else ()):  # one deployment at a time: each holds the machine's cores
+        proc, url = start_server(home, "--ray", "--replicas", str(replicas), "--max-adapters-per-replica", "9")
+        try:
+            for n in names:
+                http(0, (n, "warm up"))
+            ray_runs[replicas] = min((dealt(requests, args.clients, http) for _ in range(args.repeats)),
+                                     key=lambda x: x[2])
+        finally:
+            proc.terminate()
+            proc.wait(timeout=120)
+
     def same(a, b):
         return a["label"] == b["label"] and all(abs(a["scores"][k] - b["scores"][k]) <= 1e-5 for k in b["scores"])
 
@@ -145,6 +163,15 @@ def main() -> None:
         "p95_ms": {k: pct(best[k][1], 0.95) for k in best} | {"server_one_client": pct(one[1], 0.95)},
         "mismatches": mismatches,
     }
+    if ray_runs:
+        mismatches += sum(not same(s, w) for out, _, _ in ray_runs.values() for s, w in zip(out, local))
+        result["mismatches"] = mismatches
+        result.update({f"ray_{k}_replica_rps": round(n / v[2], 1) for k, v in ray_runs.items()})
+        result["ray_2_vs_1_replicas"] = round(ray_runs[1][2] / ray_runs[2][2], 3)
+        result["ray_1_replica_vs_server"] = round(best["server"][2] / ray_runs[1][2], 3)
+        print(f"Ray Serve: 1 replica {result['ray_1_replica_rps']} req/s (x{result['ray_1_replica_vs_server']} zoo serve), "
+              f"2 replicas {result['ray_2_replica_rps']} req/s (x{result['ray_2_vs_1_replicas']} one replica; on 2 cores "
+              "an overhead measure: the replicas share the cores)")
     print(f"{n} /v1/classify requests over {len(names)} adapters, {args.clients} clients: in process "
           f"{result['in_process_rps']} req/s, zoo serve {result['server_rps']} req/s "
           f"(x{result['server_vs_in_process']}; one client {result['server_one_client_rps']} req/s); "

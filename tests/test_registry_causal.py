@@ -166,6 +166,23 @@ def test_every_causal_method_in_one_mixed_call_matches_plain_peft(registry, alon
         assert registry.generate(PROMPTS, adapter=name, batch_size=2, max_new_tokens=12) == alone[name], name
 
 
+def test_streamed_tokens_of_a_mixed_batch_decode_to_each_rows_answer(registry, alone):
+    from zoo.errors import BadInput
+
+    requests = [(name, i) for name in SPECS for i in range(len(PROMPTS))]
+    tokens: dict[int, list[int]] = {}
+    got = registry.generate([PROMPTS[i] for _, i in requests], adapters=[n for n, _ in requests], max_new_tokens=12,
+                            stream=lambda row, token: tokens.setdefault(row, []).append(token))
+    eos = registry.model.generation_config.eos_token_id
+    for row, ((name, i), text) in enumerate(zip(requests, got)):
+        assert text == alone[name][i]
+        streamed = tokens.get(row, [])
+        assert registry.tokenizer.decode(streamed, skip_special_tokens=True) == text, (name, i)
+        assert len(streamed) <= 12 and eos not in streamed[:-1], "nothing is streamed for a row after its end"
+    with pytest.raises(BadInput, match="num_beams=1"):
+        registry.generate(PROMPTS[:1], adapter="alpaca-lora", num_beams=2, stream=lambda row, token: None)
+
+
 def test_beam_search_on_a_mixed_batch_matches_peft_beam_search(registry, folders, tiny_llama):
     names = ["alpaca-lora", "sst2-prompt-tuning", "alpaca-prefix-tuning", "alpaca-last-layers", "sst2-ia3"]
     prompts = PROMPTS[:4]

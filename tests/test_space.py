@@ -213,3 +213,19 @@ def test_headline_is_the_tasks_official_metric_when_it_has_one():
     assert headline_metric({"accuracy": 0.8, "macro_f1": 0.79}) == ("accuracy", 0.8)
     assert headline_metric({"perplexity": 8.0}) == ("perplexity", 8.0)
     assert headline_metric({}) is None
+
+
+def test_concurrent_generations_with_the_same_settings_share_one_call(space_cat, space_backend):
+    from tests.test_registry import run_threads
+
+    entry = space_cat.get("alpaca-lora")
+    want = reference(entry, space_backend, item_for(entry))["text"]
+    rows: list = []
+
+    def ask(_):
+        rows.append(space_cat.answer_rows([(entry, item_for(entry))], strict=True)[0])
+
+    assert run_threads(ask, 8) == []
+    assert [r["text"] for r in rows] == [want] * 8, "each request gets its own answer, as alone"
+    assert max(r["batch"] for r in rows) > 1, "requests that arrived together shared a generate call"
+    assert all(r["finish_reason"] in ("stop", "length") and r["completion_tokens"] >= 1 for r in rows)

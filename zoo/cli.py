@@ -574,6 +574,42 @@ def serve(
         _fail(ZooError(f"cannot listen on {host}:{port} ({e}); pick another --port"))
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Serve the zoo's entries on other engines.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("vllm")
+def export_vllm(
+    hub: HubOption = None,
+    base: Optional[str] = typer.Option(None, help="only this base's entries (default: every base with causal entries)"),
+    host: str = typer.Option("127.0.0.1", help="the address vLLM's server is to listen on"),
+    port: int = typer.Option(8001, help="the port vLLM's server is to listen on"),
+    python: str = typer.Option("python", help="the Python of vLLM's own environment (scripts/vllm_env.sh makes one)"),
+    as_json: bool = typer.Option(False, "--json", help="print the plans (modules, ranks, sampling, refusals) as JSON"),
+):
+    """Print the command that serves the zoo's causal LoRA and QLoRA entries on vLLM's OpenAI server (one per
+    base); entries vLLM cannot serve are listed with the reason, on stderr."""
+    from zoo.hub.backends import get_hub
+    from zoo.server.vllm import plans
+
+    try:
+        found = plans(get_hub(hub), base=base)
+        if not found:
+            raise ZooError(f"no causal entries{' for ' + base if base else ''} on {get_hub(hub).describe()}")
+        for plan in found:
+            for name, why in plan.refused.items():
+                typer.echo(f"# not on vLLM: {name}: {why}", err=True)
+            if as_json:
+                typer.echo(json.dumps({"base": plan.base, "model": plan.model, "modules": plan.modules,
+                                       "ranks": plan.ranks, "sampling": plan.sampling, "refused": plan.refused,
+                                       "command": plan.command(host=host, port=port, python=python)
+                                       if plan.modules else None}))
+            elif plan.modules:
+                typer.echo(plan.shell(host=host, port=port, python=python))
+    except ZooError as e:
+        _fail(e)
+
+
 hub_app = typer.Typer(no_args_is_help=True, help="A Hugging Face Hub-compatible server for a team's adapters.")
 app.add_typer(hub_app, name="hub")
 

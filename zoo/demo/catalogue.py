@@ -284,8 +284,8 @@ class Catalogue:
             try:
                 outputs, batch = self._run_group(group, members, settings, streams or {})
             except ZooError as err:
-                if strict:
-                    raise EntryFailed(str(err)) from None
+                if strict:  # the request's fault stays the request's fault (HTTP 400), anything else failed (500)
+                    raise (err if isinstance(err, BadInput) else EntryFailed(str(err))) from None
                 outputs = [{"error": str(err)}] * len(members)
             except Exception as err:  # never a stack trace to the page; the log has it
                 log.exception("answering with %s failed", [rows[i]["entry"] for i, _, _ in members])

