@@ -42,16 +42,17 @@ def third_party_imports() -> list[str]:
     names = set()
     for path in (ROOT / "zoo").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names.update(a.name.split(".")[0] for a in node.names)
+            if isinstance(node, ast.Import):  # the modules themselves: `from ray import serve` runs ray.serve's import
+                names.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return sorted(n for n in names if n != "zoo" and n not in sys.stdlib_module_names)
+                names.add(node.module)  # and what may be a submodule of it (tried; a name that is not is skipped)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+    return sorted(n for n in names if n.split(".")[0] != "zoo" and n.split(".")[0] not in sys.stdlib_module_names)
 
 
 def test_import_zoo_installs_no_filters_and_sets_no_environment():
     libraries = third_party_imports()
-    assert {"torch", "transformers", "peft", "sklearn"} <= set(libraries)
+    assert {"torch", "transformers", "peft"} <= set(libraries) and any(n.startswith("sklearn") for n in libraries)
     code = ("import logging, os, warnings, json, importlib, pkgutil\n"
             f"for name in {libraries!r}:\n"
             "    try:\n"

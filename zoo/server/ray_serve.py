@@ -27,6 +27,7 @@ from ray import serve
 from zoo.demo.catalogue import Catalogue
 from zoo.demo.entries import MAX_CHARS, Entry
 from zoo.errors import BadInput, EntryFailed, EntryNotFound, ZooError
+from zoo.server.app import create_app
 
 log = logging.getLogger("zoo.server.ray")
 REPLICA = "ZooReplica"
@@ -140,22 +141,25 @@ class RayCatalogue(Catalogue):
         return out
 
 
-@serve.deployment(name="ZooIngress")
-@serve.ingress()
-class ZooIngress:
-    """The HTTP face: ``zoo.server.app`` over a RayCatalogue."""
+def ingress_deployment():
+    """The ``ZooIngress`` deployment: ``zoo.server.app`` over a RayCatalogue (a class made when deploying: Serve's
+    decorators start Ray's telemetry set-up, which importing this module must not do)."""
 
-    def __init__(self, replicas, hub: Optional[str] = None, settings: Optional[dict] = None):
-        self.replicas, self.hub, self.settings = replicas, hub, dict(settings or {})
+    @serve.deployment(name="ZooIngress")
+    @serve.ingress()
+    class ZooIngress:
+        def __init__(self, replicas, hub: Optional[str] = None, settings: Optional[dict] = None):
+            self.replicas, self.hub, self.settings = replicas, hub, dict(settings or {})
 
-    def __serve_build_asgi_app__(self):
-        from zoo.server.app import create_app
+        def __serve_build_asgi_app__(self):
+            settings = dict(self.settings)
+            token_env = settings.pop("token_env", None)
+            token = os.environ.get(token_env) if token_env else None
+            catalogue = RayCatalogue(self.hub, self.replicas, max_chars=settings.get("max_chars", MAX_CHARS),
+                                     strict=False)
+            return create_app(catalogue, token=token, **settings)
 
-        token_env = self.settings.pop("token_env", None)
-        token = os.environ.get(token_env) if token_env else None
-        catalogue = RayCatalogue(self.hub, self.replicas, max_chars=self.settings.get("max_chars", MAX_CHARS),
-                                 strict=False)
-        return create_app(catalogue, token=token, **self.settings)
+    return ZooIngress
 
 
 def application(*, hub: Optional[str] = None, replicas: int = 2, max_adapters_per_replica: int = 8,
@@ -168,7 +172,7 @@ def application(*, hub: Optional[str] = None, replicas: int = 2, max_adapters_pe
     quick = {"graceful_shutdown_timeout_s": 5, "graceful_shutdown_wait_loop_s": 0.5}  # answers take seconds, not 20
     replica = replica_deployment(max_adapters_per_replica).options(num_replicas=replicas, max_ongoing_requests=64,
                                                                    ray_actor_options={"num_cpus": 1}, **quick)
-    return ZooIngress.options(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0}, **quick).bind(
+    return ingress_deployment().options(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0}, **quick).bind(
         replica.bind(hub, max_chars), hub, {"max_chars": max_chars, **settings})
 
 
