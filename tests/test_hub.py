@@ -187,6 +187,11 @@ def _dead_endpoint() -> str:
 
 
 def test_no_network_says_which_hub_and_cached_adapters_still_load(published, home, tiny_bert):
+    # downloaded once while the Hub answers (this test's own download: it must not rely on another test's)
+    python(f"""
+        import zoo
+        zoo.load({str(tiny_bert)!r}, adapter="zoo-tester/sst2-lora")
+    """, published["env"])
     env = env_for(None, home, endpoint=_dead_endpoint())
     proc = run([ZOO, "push", str(published["adapter_dir"])], env, check=False)
     assert proc.returncode == 2
