@@ -22,7 +22,10 @@ import os
 import threading
 from typing import Optional
 
-from ray import serve
+try:
+    from ray import serve
+except ImportError:  # the ray extra is not installed: application() and run() say how to get it
+    serve = None
 
 from zoo.demo.catalogue import Catalogue
 from zoo.demo.entries import MAX_CHARS, Entry
@@ -165,6 +168,8 @@ def ingress_deployment():
 def application(*, hub: Optional[str] = None, replicas: int = 2, max_adapters_per_replica: int = 8,
                 max_chars: int = MAX_CHARS, **settings):
     """The bound Serve application: the ingress over ``replicas`` ZooReplicas."""
+    if serve is None:
+        raise ZooError("zoo serve --ray needs Ray Serve, which is not installed; pip install 'adapter-zoo[ray]'")
     if replicas < 1 or max_adapters_per_replica < 1:
         raise BadInput("--replicas and --max-adapters-per-replica must be at least 1")
     # A replica reserves one CPU (Ray then gives its torch one thread); the ingress only checks and forwards, so it
