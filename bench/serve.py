@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_d
     os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
 
 from bench.registry import ADAPTERS, BASE, build_hub  # noqa: E402
-from bench.space import pct, sentences  # noqa: E402
+from bench.space import dealt, pct, sentences  # noqa: E402
 
 
 def start_server(home: Path, *options: str):
@@ -69,26 +68,6 @@ def start_server(home: Path, *options: str):
             raise SystemExit(f"zoo serve exited:\n{log.read()}")
         time.sleep(0.2)
     raise SystemExit("zoo serve did not start")
-
-
-def dealt(requests: list, clients: int, call) -> tuple[list, list, float]:
-    """Every request once, dealt between ``clients`` threads that each send theirs one after another."""
-    out: list = [None] * len(requests)
-    lat: list = [None] * len(requests)
-
-    def user(k: int):
-        for i in range(k, len(requests), clients):
-            t = time.perf_counter()
-            out[i] = call(k, requests[i])
-            lat[i] = time.perf_counter() - t
-
-    threads = [threading.Thread(target=user, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out, lat, time.perf_counter() - t0
 
 
 def main() -> None:

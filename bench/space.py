@@ -101,18 +101,16 @@ def pct(values, q):
     return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1)
 
 
-def concurrent(url: str, requests: list, clients: int) -> tuple[list, list, float]:
-    """Every request once, dealt between ``clients`` threads that each send theirs one after another."""
-    import httpx
-
-    sessions = [httpx.Client(timeout=120) for _ in range(clients)]
+def dealt(requests: list, clients: int, call) -> tuple[list, list, float]:
+    """Every request once, dealt between ``clients`` threads that each send theirs one after another with
+    ``call(thread index, request)``; returns the answers, their latencies and the wall time."""
     out: list = [None] * len(requests)
     lat: list = [None] * len(requests)
 
     def user(k: int):
         for i in range(k, len(requests), clients):
             t = time.perf_counter()
-            out[i] = call_try(sessions[k], url, f"{BASE}::{requests[i][0]}", requests[i][1])
+            out[i] = call(k, requests[i])
             lat[i] = time.perf_counter() - t
 
     threads = [threading.Thread(target=user, args=(k,)) for k in range(clients)]
@@ -122,6 +120,14 @@ def concurrent(url: str, requests: list, clients: int) -> tuple[list, list, floa
     for t in threads:
         t.join()
     return out, lat, time.perf_counter() - t0
+
+
+def concurrent(url: str, requests: list, clients: int) -> tuple[list, list, float]:
+    """Every request once over /try, dealt between ``clients`` clients."""
+    import httpx
+
+    sessions = [httpx.Client(timeout=120) for _ in range(clients)]
+    return dealt(requests, clients, lambda k, r: call_try(sessions[k], url, f"{BASE}::{r[0]}", r[1]))
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.test_server import BROKEN, ZOO, free_port, post
+from tests.test_server import BROKEN, ZOO, free_port, post, wait_healthy
 from tests.test_space import TEXT, item_for, reference
 
 pytest.importorskip("ray")
@@ -48,16 +48,7 @@ def test_ray_serve_two_replicas_answer_as_in_process_with_sticky_adapters(space_
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate(timeout=30)[0][-3000:]
-            assert time.monotonic() < deadline, "Ray Serve did not start"
-            time.sleep(1)
+        wait_healthy(proc, url, 300)
         rng = random.Random(0)
         order = [e for e in entries for _ in range(6)]
         rng.shuffle(order)

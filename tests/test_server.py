@@ -35,6 +35,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(proc, url: str, seconds: float) -> None:
+    """Until ``url``/health answers 200; fails with the server's output if it exits or takes ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the server did not start: {proc.communicate(timeout=30)}")
+        time.sleep(0.2)
+
+
 @contextmanager
 def serving(home: Path, *args: str, env: dict | None = None):
     """``zoo serve`` on a free loopback port over ``home``'s local hub; yields its URL; checks it never sent or
@@ -45,16 +60,7 @@ def serving(home: Path, *args: str, env: dict | None = None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"zoo serve did not start: {proc.communicate(timeout=10)}")
-            time.sleep(0.2)
+        wait_healthy(proc, url, 120)
         yield url
     finally:
         proc.terminate()

@@ -531,13 +531,15 @@ def serve(
     import importlib.util
     import os
 
+    token = os.environ.get(token_env, "") if token_env else None
+    if token_env and not token.strip():
+        _fail(ZooError(f"--token-env {token_env}: that environment variable is empty or unset; export the token in it first"))
+    if max_queue < 1 or timeout <= 0 or max_chars < 1 or refresh_seconds < 0:
+        _fail(ZooError("--max-queue and --max-chars must be at least 1, --timeout positive, --refresh-seconds >= 0"))
     if ray:
         if importlib.util.find_spec("ray") is None:
             _fail(ZooError("--ray needs Ray Serve, which is not installed; install it with: "
                            "pip install 'adapter-zoo[ray]'"))
-        if token_env and not os.environ.get(token_env, "").strip():
-            _fail(ZooError(f"--token-env {token_env}: that environment variable is empty or unset; export the token "
-                           "in it first"))
         from zoo.server.ray_serve import run as run_ray
 
         try:
@@ -548,14 +550,6 @@ def serve(
             _fail(e)
         return
     try:
-        token = None
-        if token_env:
-            token = os.environ.get(token_env, "")
-            if not token.strip():
-                raise ZooError(f"--token-env {token_env}: that environment variable is empty or unset; export the token "
-                               "in it first")
-        if max_queue < 1 or timeout <= 0 or max_chars < 1 or refresh_seconds < 0:
-            raise ZooError("--max-queue and --max-chars must be at least 1, --timeout positive, --refresh-seconds >= 0")
         from zoo.demo.catalogue import Catalogue
         from zoo.server.app import create_app
 

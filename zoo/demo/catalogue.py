@@ -328,15 +328,15 @@ class Catalogue:
             return [_classified(p) for p in zoo.predict(items, adapters=names)], len(items)
         prompts = [render_inputs(m.record.prompt, m.record.examples, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
         eos = _eos_ids(zoo)
-        tokens = [_Tokens(streams.get(i), counting=resolve_settings(m.record.generation, settings)["num_beams"] == 1,
-                          eos=eos) for (i, _, _), m in zip(members, models)]
+        resolved = [resolve_settings(m.record.generation, settings) for m in models]
+        tokens = [_Tokens(streams.get(i), counting=r["num_beams"] == 1, eos=eos) for (i, _, _), r in zip(members, resolved)]
         if self.coalesce:  # the same settings: one generate call for these rows and other users' of the moment
             texts, batch = self._generation_coalescer(zoo, settings).submit(list(zip(names, prompts, tokens)))
         else:
             texts, batch = _generate(zoo, settings, list(zip(names, prompts, tokens))), len(prompts)
         out = []
-        for m, prompt, text, t in zip(models, prompts, texts, tokens):
-            limit = resolve_settings(m.record.generation, settings)["max_new_tokens"]
+        for m, prompt, text, t, r in zip(models, prompts, texts, tokens, resolved):
+            limit = r["max_new_tokens"]
             with zoo._tokenizing:  # a tokenizer is not safe to share between threads
                 prompt_tokens = min(len(zoo._prompt_tokenizer(prompt, truncation=True, max_length=m.record.max_length
                                                               )["input_ids"]), m.record.max_length)

@@ -329,7 +329,8 @@ class Zoo:
                 raise BadInput(f"max_new_tokens {new} is too many for {a.key!r}: its prompts take up to {a.max_length}"
                                f"{f' + {virtual} virtual' if virtual else ''} tokens of the base's {limit} positions, "
                                f"so at most {limit - a.max_length - virtual} new tokens fit")
-        if stream is not None and any(resolve_settings(a.record.generation, generation)["num_beams"] != 1 for a in rows):
+        if stream is not None and any(resolve_settings(a.record.generation, generation)["num_beams"] != 1
+                                      for a in {id(a): a for a in rows}.values()):
             raise BadInput("streaming needs num_beams=1: beam search settles the text only at its end")
         return generate_rows(self, prompts, rows, batch_size, generation, stream)
 

@@ -99,9 +99,6 @@ def replica_deployment(max_adapters: int):
                 return {"error": type(e).__name__, "message": str(e)}
             return {"rows": rows, "replica": self.replica, "was_resident": was_resident}
 
-        async def held_adapters(self) -> dict:
-            return {"replica": self.replica, "held": sorted(self.held)}
-
     return ZooReplica
 
 
