@@ -166,3 +166,30 @@ def test_loha_trains_publishes_and_serves_through_peft(tiny_bert, shared_data, t
     np.testing.assert_allclose(model.logits(TEXTS), peft_logits(tiny_bert, folder), atol=1e-5)
     # trained: LoHa's second factor starts at zero, so a nonzero one is what training moved
     assert any(k.endswith("hada_w2_b") and weights[k].abs().sum() > 0 for k in weights)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "causal"])
+def test_a_published_adapter_names_its_base_by_hub_id_not_by_the_folder_it_was_read_from(kind, tiny_bert, tiny_llama,
+                                                                                           tmp_path):
+    """A base read from a local copy (the offline PyPI packages, the converted GGUF, the cache) must still be
+    written into adapter_config.json as its Hub id: PEFT reads the model's own ``name_or_path``, and a folder of
+    this machine there makes the published repo unloadable elsewhere (and refused by the zoo on a machine whose
+    copy lies elsewhere)."""
+    from peft import LoraConfig, get_peft_model
+
+    from zoo.data.sources import ResolvedModel
+    from zoo.models.causal import load_base_causal
+    from zoo.models.classifier import load_base_classifier
+
+    folder = tiny_bert if kind == "classifier" else tiny_llama
+    base = ResolvedModel(model_id="some-org/some-base", path=str(folder), source="folder")
+    if kind == "classifier":
+        model, _ = load_base_classifier(base, ("negative", "positive"))
+        config = LoraConfig(task_type="SEQ_CLS", target_modules=["query", "value"], r=2)
+    else:
+        model, _ = load_base_causal(base)
+        config = LoraConfig(task_type="CAUSAL_LM", target_modules=["q_proj", "v_proj"], r=2)
+    peft_model = get_peft_model(model, config)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == "some-org/some-base"

@@ -30,8 +30,10 @@ def load_base_causal(base: ResolvedModel, *, quantization=None, dtype=None):
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     # The id, not the folder it was read from here: PEFT writes it as base_model_name_or_path, which plain
-    # PEFT users on other machines load, and which the zoo checks against zoo.json's base_model.
+    # PEFT users on other machines load, and which the zoo checks against zoo.json's base_model. PEFT reads the
+    # model's own name_or_path attribute (set from the config when the model was built), so both are set.
     model.config._name_or_path = base.model_id
+    model.name_or_path = base.model_id
     return model, tokenizer
 
 
