@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -130,3 +131,32 @@ def test_a_sweep_is_one_best_row_and_a_heat_map_with_one_cell_per_published_poin
     assert "results/sst2-rank-lora-heatmap.png" in md
     rows = task_tables(Hub().list(task="glue/sst2"))["glue/sst2"]
     assert heatmap("sst2-rank-lora", sweeps(rows)["sst2-rank-lora"], tmp_path / "h.png") == 5
+
+
+def test_kept_records_write_the_same_report_after_the_weights_are_gone(fixture_zoo, tmp_path):
+    """`--keep-records DIR` copies each entry's zoo.json and card into DIR as a weightless local hub; a report from
+    DIR equals the report from the hub, and a second build's records add to the first's."""
+    env = {**os.environ, "ZOO_HOME": str(fixture_zoo)}
+    kept = tmp_path / "records"
+    first = subprocess.run([ZOO, "report", "--hub", "local", "--out", str(tmp_path / "a"), "--task", "glue/rte",
+                            "--keep-records", str(kept)], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "kept the records of 2 entries" in first.stdout
+    second = subprocess.run([ZOO, "report", "--hub", "local", "--out", str(tmp_path / "a"), "--keep-records", str(kept)],
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0 and "kept the records of 7 entries" in second.stdout, second.stderr
+    assert not list(kept.rglob("*.safetensors")) and len(list(kept.rglob("zoo.json"))) == 7
+    for entry in LocalHub().list():  # each record as published, its card beside it where it has one
+        copy = LocalHub(kept / "hub").find(entry["base_model"], entry["name"])
+        source = Path(entry["path"])
+        assert (copy / "zoo.json").read_bytes() == (source / "zoo.json").read_bytes()
+        assert (copy / "README.md").exists() == (source / "README.md").exists()
+
+    again = subprocess.run([ZOO, "report", "--hub", "local", "--out", str(tmp_path / "b")],
+                           env={**os.environ, "ZOO_HOME": str(kept)}, capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert again.returncode == 0, again.stderr
+    for csv_name in ("glue-sst2.csv", "glue-rte.csv"):
+        assert (tmp_path / "b" / "results" / csv_name).read_text() == (tmp_path / "a" / "results" / csv_name).read_text()
+    body = lambda p: p.read_text().split("\n", 3)[3]  # noqa: E731 (the header names the command and the source)
+    assert body(tmp_path / "b" / "results.md") == body(tmp_path / "a" / "results.md")

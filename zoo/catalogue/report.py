@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
 
 from zoo.catalogue.table import LOWER_IS_BETTER, Row, markdown, task_tables, to_csv
+from zoo.errors import ZooError
+from zoo.hub.local import base_slug
 
 matplotlib.use("Agg", force=True)  # files only, no display
 
@@ -226,3 +229,26 @@ def write_report(listing: list[dict], out: str | Path, *, task: str | None = Non
     md = out / "results.md"
     md.write_text("\n".join(lines), encoding="utf-8")
     return [md, *written]
+
+
+RECORD_FILES = ("zoo.json", "README.md")
+
+
+def keep_records(listing: list[dict], folder: str | Path) -> int:
+    """Copy the record and card of every entry in ``listing`` into ``folder``, laid out as a local hub without
+    weights (``folder/hub/<base>/<name>/current/``), so ``ZOO_HOME=folder zoo report --hub local`` writes the same
+    report after the weights are gone. Entries already kept are replaced and other kept entries stay: builds done
+    in parts (other machines, other days) add up to one catalogue. Returns how many entries were kept."""
+    if any("path" not in entry for entry in listing):
+        raise ZooError("--keep-records copies zoo.json files from a local hub: use it with --hub local (a Hub listing "
+                       "carries the cards' metadata, not the records)")
+    kept = 0
+    for entry in listing:
+        source = Path(entry["path"])
+        target = Path(folder) / "hub" / base_slug(entry["base_model"]) / entry["name"] / "current"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, target / name)
+        kept += 1
+    return kept
