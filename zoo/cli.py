@@ -368,10 +368,14 @@ def report(
     task: Optional[str] = typer.Option(None, help="only this task, e.g. glue/sst2"),
     base: Optional[str] = typer.Option(None, help="only adapters for this base model"),
     hub: HubOption = None,
+    keep_records: Optional[Path] = typer.Option(
+        None, "--keep-records", help="also copy each reported entry's zoo.json and card into this folder, laid out as a "
+        "local hub without weights: `ZOO_HOME=FOLDER zoo report --hub local` writes the report again without them"),
 ):
     """The comparison table per task (Markdown, CSV) and its plots, from the published records only."""
     import shlex
 
+    from zoo.catalogue.report import keep_records as keep
     from zoo.catalogue.report import write_report
     from zoo.hub.backends import get_hub
 
@@ -380,12 +384,16 @@ def report(
         listing = backend.list(base=base, task=task)
         command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         written = write_report(listing, out, task=task, base=base, command=command, source=backend.describe())
+        kept = keep(listing, keep_records) if keep_records is not None else None
     except ZooError as e:
         _fail(e)
     except OSError as e:
-        _fail(ZooError(f"cannot write the report into {out}: {e.strerror or e}"))
+        _fail(ZooError(f"cannot write the report into {out} (or the records into {keep_records}): {e.strerror or e}"))
     for path in written:
         typer.echo(str(path))
+    if kept is not None:
+        typer.echo(f"kept the records of {kept} entries in {keep_records} "
+                   f"(ZOO_HOME={keep_records} zoo report --hub local --out {out} writes this report again)")
 
 
 @app.command("eval")
@@ -525,6 +533,14 @@ def serve(
     replicas: int = typer.Option(2, help="with --ray: replicas, each holding one shared base per base model"),
     max_adapters_per_replica: int = typer.Option(8, help="with --ray: adapters a replica holds; Serve evicts the least "
                                                          "recently used past it"),
+    engine: str = typer.Option("zoo", help="zoo: the zoo answers everything; vllm: causal LoRA and QLoRA entries are "
+                                           "answered by vLLM's OpenAI server behind this one (the rest by the zoo)"),
+    vllm_python: Optional[str] = typer.Option(None, help="with --engine vllm: the Python of vLLM's environment "
+                                                         "(default: $ZOO_VLLM_PYTHON, else .venv-vllm from scripts/vllm_env.sh)"),
+    vllm_port: int = typer.Option(8001, help="with --engine vllm: the loopback port of the first vLLM server started"),
+    vllm_url: Optional[str] = typer.Option(None, help="with --engine vllm: a vLLM server already running (as `zoo "
+                                                      "export vllm` prints it) instead of starting one"),
+    vllm_start_timeout: float = typer.Option(600.0, help="with --engine vllm: seconds vLLM may take to start"),
 ):
     """Serve the catalogue over HTTP: /v1/classify, OpenAI-compatible /v1/completions and /v1/chat/completions
     (model = the adapter's name, streaming included), /v1/models, /health and /metrics (Prometheus)."""
@@ -549,23 +565,76 @@ def serve(
         except ZooError as e:
             _fail(e)
         return
+    if engine not in ("zoo", "vllm"):
+        _fail(ZooError(f"--engine {engine!r}: use zoo or vllm"))
+    if engine == "vllm" and ray:
+        _fail(ZooError("--engine vllm and --ray are two deployments: pick one"))
+    processes: list = []
     try:
         from zoo.demo.catalogue import Catalogue
         from zoo.server.app import create_app
 
         catalogue = Catalogue(hub, max_chars=max_chars, coalesce=coalesce)
+        routes = _vllm_routes(catalogue, processes, python=vllm_python, port=vllm_port, url=vllm_url,
+                              wait=vllm_start_timeout, timeout=timeout) if engine == "vllm" else []
         asgi = create_app(catalogue, token=token, max_queue=max_queue, timeout=timeout,
-                          refresh_seconds=refresh_seconds, max_chars=max_chars)
+                          refresh_seconds=refresh_seconds, max_chars=max_chars, vllm_routes=routes)
     except ZooError as e:
+        for p in processes:
+            p.stop()
         _fail(e)
     import uvicorn
 
+    if processes:
+        from zoo.server.vllm_engine import stop_on_signal
+
+        stop_on_signal(processes)
     typer.echo(f"serve: {len(catalogue.entries)} entries on {catalogue.describe()} at http://{host}:{port}"
                f"{' (token required)' if token else ''}", err=True)
     try:
         uvicorn.run(asgi, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     except OSError as e:
         _fail(ZooError(f"cannot listen on {host}:{port} ({e}); pick another --port"))
+    finally:
+        for p in processes:
+            p.stop()
+
+
+def _vllm_routes(catalogue, processes: list, *, python, port, url, wait, timeout) -> list:
+    """The vLLM routes of ``zoo serve --engine vllm``: a vLLM server per base with LoRA entries, started here
+    (appended to ``processes``) or, with ``url``, the one already running. Says on stderr what goes where."""
+    from zoo.data.sources import zoo_home
+    from zoo.server.vllm import plans
+    from zoo.server.vllm_engine import VllmProcess, VllmRoute, default_python
+
+    every = plans(catalogue.backend)
+    found = [p for p in every if p.modules]
+    for plan in every:
+        for name, why in plan.refused.items():
+            typer.echo(f"serve: {name} ({plan.base}) is answered by the zoo, not vLLM: {why}", err=True)
+    if not found:
+        raise ZooError(f"--engine vllm: no causal LoRA or QLoRA entry on {catalogue.describe()} that vLLM can serve "
+                       "(the reasons are above); serve without --engine vllm")
+    if url and len(found) > 1:
+        raise ZooError(f"--vllm-url names one vLLM server, and {len(found)} bases have LoRA entries; leave --vllm-url out "
+                       "and the server starts one per base")
+    routes = []
+    for k, plan in enumerate(found):
+        if url:
+            target = url
+        else:
+            proc = VllmProcess(plan, python=python or default_python(), port=port + k,
+                               log_path=zoo_home() / "logs" / f"vllm-{port + k}.log")
+            typer.echo(f"serve: starting vLLM for {plan.base} ({len(plan.modules)} adapters) on {proc.url}; "
+                       f"its log: {proc.log_path}", err=True)
+            processes.append(proc)
+            proc.start(wait=wait)
+            target = proc.url
+        route = VllmRoute(plan, target, timeout=timeout)
+        route.tokenizer()  # loaded now, not on the first request
+        routes.append(route)
+        typer.echo(f"serve: vLLM at {target} answers {', '.join(route.names())}", err=True)
+    return routes
 
 
 export_app = typer.Typer(no_args_is_help=True, help="Serve the zoo's entries on other engines.")

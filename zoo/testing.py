@@ -60,3 +60,28 @@ def make_adapter(base: str, folder: str | Path, *, name: str, method, labels, ta
         synthetic=True,
     ).write(folder)
     return folder
+
+
+def perturbed_copy(folder: str | Path, out: str | Path, *, name: str, seed: int, scale: float = 0.05) -> Path:
+    """A copy of a published LoRA adapter folder under another ``name``, its LoRA tensors moved by random noise
+    (``scale`` times their own spread, at least ``scale``): a second adapter that generates differently from the
+    first and from the base, for serving tests of causal entries that are cheap to train only a few steps."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    out = Path(out)
+    shutil.copytree(folder, out)
+    weights = out / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    gen = torch.Generator().manual_seed(seed)
+    for key, t in tensors.items():
+        if "lora_" in key:
+            spread = max(float(t.float().std()), 1.0)
+            tensors[key] = (t.float() + torch.randn(t.shape, generator=gen) * scale * spread).to(t.dtype)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    record = json.loads((out / "zoo.json").read_text())
+    record.update(name=name, synthetic=True)
+    (out / "zoo.json").write_text(json.dumps(record, indent=2))
+    return out

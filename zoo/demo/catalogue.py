@@ -316,7 +316,7 @@ class Catalogue:
                 out = []
                 for prompt, text in zip(prompts, texts):
                     made = len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
-                    out.append({**_generated(model.record, text), "completion_tokens": made,
+                    out.append({**generated(model.record, text), "completion_tokens": made,
                                 "prompt_tokens": min(len(model.tokenizer(prompt)["input_ids"]), model.record.max_length),
                                 "finish_reason": "stop" if made < limit else "length"})
             return out, len(items)
@@ -342,7 +342,7 @@ class Catalogue:
                                                               )["input_ids"]), m.record.max_length)
                 made = t.seen if t.counted else len(zoo.tokenizer(text, add_special_tokens=False)["input_ids"])
             stopped = t.stopped if t.counted else made < limit
-            out.append({**_generated(m.record, text), "prompt_tokens": prompt_tokens, "completion_tokens": made,
+            out.append({**generated(m.record, text), "prompt_tokens": prompt_tokens, "completion_tokens": made,
                         "finish_reason": "stop" if stopped else "length"})
         return out, batch
 
@@ -438,7 +438,7 @@ def _classified(p: dict) -> dict:
     return {"label": p["label"], "score": p["score"], "scores": p["scores"]}
 
 
-def _generated(record: AdapterRecord, text: str) -> dict:
+def generated(record: AdapterRecord, text: str) -> dict:
     """A causal entry's generation, read as a label when the entry has labels (``zoo.config.prompts.answer``)."""
     if record.labels:
         read = answer(record.label_words, text)

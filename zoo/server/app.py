@@ -25,7 +25,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Optional
+from typing import Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -67,11 +67,17 @@ class Server:
     """The app's state: the engine (catalogue, admission, metrics), the token and the limits."""
 
     def __init__(self, catalogue: Catalogue, *, token: Optional[str] = None, max_queue: int = 64,
-                 timeout: float = 60.0, refresh_seconds: float = 10.0, max_chars: int = MAX_CHARS):
+                 timeout: float = 60.0, refresh_seconds: float = 10.0, max_chars: int = MAX_CHARS,
+                 vllm_routes: Sequence = ()):
         self.metrics = Metrics()
         self.engine = Engine(catalogue, max_queue=max_queue, timeout=timeout, metrics=self.metrics)
         self.token, self.refresh_seconds, self.max_chars = token, refresh_seconds, max_chars
+        self.routes = list(vllm_routes)  # zoo.server.vllm_engine.VllmRoute: causal LoRA entries answered by vLLM
         self.started = time.time()
+
+    def route(self, entry):
+        """The vLLM route that answers ``entry``, or None (the zoo's own engine answers)."""
+        return next((r for r in self.routes if r.serves(entry)), None)
 
     # ------------------------------------------------------------------ plumbing
     def authorize(self, request: Request) -> None:
@@ -121,6 +127,9 @@ class Server:
         async def handle(body):
             req = completion_request(body, max_chars=self.max_chars, chat=chat)
             entry = await asyncio.to_thread(self.engine.causal_entry, req.model)
+            route = self.route(entry)
+            if route is not None:
+                return await self.forward(route, req, entry), entry.name
             if req.stream:
                 return StreamingResponse(start_stream(self.engine, req, entry),
                                          media_type="text/event-stream",
@@ -129,12 +138,29 @@ class Server:
             return JSONResponse(completion_body(req, entry, rows)), entry.name
         return await self.answer(request, endpoint, handle)
 
+    async def forward(self, route, req, entry) -> Response:
+        """A completion answered by vLLM, admitted and timed like the zoo's own."""
+        if req.stream:
+            return StreamingResponse(await route.stream(req, entry, self.engine), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        self.engine.admit()
+        try:
+            rows = await asyncio.wait_for(route.complete(req, entry), self.engine.timeout)
+        except asyncio.TimeoutError:
+            self.metrics.rejected.labels("deadline").inc()
+            raise DeadlineExceeded(f"no answer within the server's deadline of {self.engine.timeout:g} s") from None
+        finally:
+            self.engine._release()
+        self.metrics.tokens.labels(entry.name).inc(sum(r["completion_tokens"] for r in rows))
+        return JSONResponse(completion_body(req, entry, rows))
+
     async def chat(self, request: Request) -> Response:
         return await self.completions(request, chat=True)
 
     async def models(self, request: Request) -> Response:
         async def handle(body):
-            return JSONResponse({"object": "list", "data": self.engine.models()}), "-"
+            listed = self.engine.models(engine_of=lambda e: "zoo" if self.route(e) is None else "vllm")
+            return JSONResponse({"object": "list", "data": listed}), "-"
         return await self.answer(request, "models", handle)
 
     async def health(self, request: Request) -> Response:
@@ -190,6 +216,8 @@ def create_app(catalogue: Catalogue, **settings) -> Starlette:
         finally:
             if task is not None:
                 task.cancel()
+            for route in server.routes:
+                await route.close()
             server.engine.close()
 
     async def not_found(request, exc: HTTPException):

@@ -100,8 +100,9 @@ class Engine:
             self.catalogue.refresh(strict=False)
             return True
 
-    def models(self) -> list[dict]:
-        """The servable entries, as ``GET /v1/models`` lists them (a name shared by several bases: ``base::name``)."""
+    def models(self, engine_of: Callable[[Entry], str] = lambda e: "zoo") -> list[dict]:
+        """The servable entries, as ``GET /v1/models`` lists them (a name shared by several bases: ``base::name``),
+        each with the engine that answers it."""
         entries = list(self.catalogue.entries.values())
         counts: dict[str, int] = {}
         for e in entries:
@@ -109,7 +110,7 @@ class Engine:
         return [{"id": e.name if counts[e.name] == 1 else e.id, "object": "model", "created": 0,
                  "owned_by": "adapter-zoo", "root": e.base, "parent": e.base,
                  "zoo": {"task": e.task, "method": e.method, "kind": e.kind, "base": e.base, "revision": e.revision,
-                         "metrics": e.metrics}} for e in entries]
+                         "metrics": e.metrics, "engine": engine_of(e)}} for e in entries]
 
     # ------------------------------------------------------------------ answering (on the request's thread)
     def classify(self, request: ClassifyRequest) -> list[dict]:

