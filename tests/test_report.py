@@ -59,7 +59,7 @@ def test_report_writes_tables_and_plots_from_the_published_records(fixture_zoo, 
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     md = (out / "results.md").read_text()
-    assert md.startswith("# Results") and "`zoo report --hub local --out" in md
+    assert md.startswith("# Results") and f"`ZOO_HOME={fixture_zoo} zoo report --hub local --out" in md
     assert "## glue/sst2" in md and "## glue/rte" in md and "sst2-random" not in md
     assert "| Method | Adapter | Base | Metric | Value | Trainable params | % trainable |" in md
 

@@ -145,6 +145,12 @@ def test_lora_completions_go_to_vllm_and_equal_zoo_generate(space_home, space_ca
         before = len(stand_in.bodies)
         icl_answer = client.completions.create(model="sst2-zero-shot-icl", prompt="a gripping, moving film")
         assert icl_answer.choices[0].text == want_icl and len(stand_in.bodies) == before
+        # inputs are checked as the zoo's own engine checks them, before anything is sent to vLLM
+        before = len(stand_in.bodies)
+        for bad, says in ((["a", "pair"], "takes one text, not a pair"), ({"nope": "x"}, "has no field 'nope'")):
+            r = httpx.post(f"{url}/v1/completions", json={"model": "alpaca-lora", "prompt": [bad]}, timeout=60)
+            assert r.status_code == 400 and says in r.json()["error"]["message"], r.text
+        assert len(stand_in.bodies) == before
         # a classifier still classifies beside it
         r = httpx.post(f"{url}/v1/classify", json={"adapter": "sst2-lora", "inputs": ["fine"]}, timeout=60)
         assert r.status_code == 200 and r.json()["results"][0]["label"] in ("negative", "positive")

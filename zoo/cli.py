@@ -373,6 +373,7 @@ def report(
         "local hub without weights: `ZOO_HOME=FOLDER zoo report --hub local` writes the report again without them"),
 ):
     """The comparison table per task (Markdown, CSV) and its plots, from the published records only."""
+    import os
     import shlex
 
     from zoo.catalogue.report import keep_records as keep
@@ -383,6 +384,8 @@ def report(
         backend = get_hub(hub)
         listing = backend.list(base=base, task=task)
         command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if os.environ.get("ZOO_HOME") and backend.describe().startswith("the local hub"):
+            command = f"ZOO_HOME={shlex.quote(os.environ['ZOO_HOME'])} {command}"  # which local hub: part of the command
         written = write_report(listing, out, task=task, base=base, command=command, source=backend.describe())
         kept = keep(listing, keep_records) if keep_records is not None else None
     except ZooError as e:

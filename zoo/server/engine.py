@@ -120,16 +120,21 @@ class Engine:
                 raise BadInput(f"adapters[{i}]: {e.name} generates text without labels; ask /v1/completions")
         rows = [(e, entry_input(e, x, i)) for i, (e, x) in enumerate(zip(entries, request.inputs))]
         out = self.catalogue.answer_rows(rows, strict=True)
-        for row, e in zip(out, entries):
-            self.metrics.batch.labels("classify" if not e.causal else "generate").observe(row.get("batch", 1))
+        self._observe_batches(out, ["generate" if e.causal else "classify" for e in entries])
         return out
+
+    def _observe_batches(self, rows: list[dict], kinds: list[str]) -> None:
+        """One observation per model call, not per row: the rows a call answered share its size and time."""
+        calls = {(kind, row.get("batch", 1), row.get("latency_ms")) for row, kind in zip(rows, kinds)}
+        for kind, batch, _ in calls:
+            self.metrics.batch.labels(kind).observe(batch)
 
     def complete(self, request: CompletionRequest, entry: Entry,
                  streams: Optional[dict[int, Callable[[int], None]]] = None) -> list[dict]:
         rows = [(entry, entry_input(entry, x, i)) for i, x in enumerate(request.inputs)]
         out = self.catalogue.answer_rows(rows, settings=request.settings, strict=True, streams=streams)
+        self._observe_batches(out, ["generate"] * len(out))
         for row in out:
-            self.metrics.batch.labels("generate").observe(row.get("batch", 1))
             self.metrics.tokens.labels(entry.name).inc(row.get("completion_tokens", 0))
         return out
 

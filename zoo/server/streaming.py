@@ -22,6 +22,43 @@ def sse(value) -> str:
     return f"data: {json.dumps(value, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
+DONE = "data: [DONE]\n\n"
+
+
+class Events:
+    """The server-sent events of one completion request, in OpenAI's shapes (completion or chat chunks)."""
+
+    def __init__(self, req):
+        self.chat = req.chat
+        self.head = {"id": f"{'chatcmpl' if req.chat else 'cmpl'}-{uuid.uuid4().hex}",
+                     "object": "chat.completion.chunk" if req.chat else "text_completion",
+                     "created": int(time.time()), "model": req.model}
+
+    def opening(self, n: int) -> list[str]:
+        """A chat stream starts each choice with the assistant's role."""
+        if not self.chat:
+            return []
+        return [sse({**self.head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                               "logprobs": None, "finish_reason": None}]}) for i in range(n)]
+
+    def chunk(self, i: int, text: str, finish=None) -> str:
+        if self.chat:
+            choice = {"index": i, "delta": {"content": text} if text or finish is None else {}, "logprobs": None,
+                      "finish_reason": finish}
+        else:
+            choice = {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
+        return sse({**self.head, "choices": [choice]})
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> str:
+        return sse({**self.head, "choices": [], "usage": {"prompt_tokens": prompt_tokens,
+                                                          "completion_tokens": completion_tokens,
+                                                          "total_tokens": prompt_tokens + completion_tokens}})
+
+    @staticmethod
+    def error(message: str, kind: str, code: int) -> str:
+        return sse({"error": {"message": message, "type": kind, "code": code}})
+
+
 def start_stream(engine, req, entry):
     """Admit the request, start its rows, and return the generator of its events. The rows run (and give back
     their place in the queue) whether or not the events are ever read: a client that leaves costs nothing more."""
@@ -50,22 +87,9 @@ def start_stream(engine, req, entry):
 async def _events(engine, req, entry, queue: asyncio.Queue, future, decoders: list):
     loop = asyncio.get_running_loop()
     n = len(req.inputs)
-    kind = "chat.completion.chunk" if req.chat else "text_completion"
-    head = {"id": f"{'chatcmpl' if req.chat else 'cmpl'}-{uuid.uuid4().hex}", "object": kind,
-            "created": int(time.time()), "model": req.model}
-
-    def chunk(i: int, text: str, finish=None) -> str:
-        if req.chat:
-            choice = {"index": i, "delta": {"content": text} if text or finish is None else {}, "logprobs": None,
-                      "finish_reason": finish}
-        else:
-            choice = {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
-        return sse({**head, "choices": [choice]})
-
-    if req.chat:
-        for i in range(n):
-            yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                            "logprobs": None, "finish_reason": None}]})
+    events = Events(req)
+    for opening in events.opening(n):
+        yield opening
     ids: list[list[int]] = [[] for _ in range(n)]
     sent = [""] * n
     deadline = loop.time() + engine.timeout
@@ -74,8 +98,7 @@ async def _events(engine, req, entry, queue: asyncio.Queue, future, decoders: li
             item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             engine.metrics.rejected.labels("deadline").inc()
-            yield sse({"error": {"message": f"no answer within the server's deadline of {engine.timeout:g} s",
-                                 "type": "timeout_error", "code": 504}})
+            yield events.error(f"no answer within the server's deadline of {engine.timeout:g} s", "timeout_error", 504)
             return
         if item is None:
             break
@@ -90,16 +113,15 @@ async def _events(engine, req, entry, queue: asyncio.Queue, future, decoders: li
             continue  # half a character, or a merge that rewrote the end: wait for the next token
         if len(text) > len(sent[i]):
             piece, sent[i] = text[len(sent[i]):], text
-            yield chunk(i, piece)
+            yield events.chunk(i, piece)
     try:
         rows = future.result()
     except ZooError as e:
-        yield sse({"error": {"message": str(e), "type": "invalid_request_error", "code": 400}})
+        yield events.error(str(e), "invalid_request_error", 400)
         return
     except Exception:
         log.exception("streaming %s failed", entry.name)
-        yield sse({"error": {"message": "the server failed to answer this request; it is logged",
-                             "type": "server_error", "code": 500}})
+        yield events.error("the server failed to answer this request; it is logged", "server_error", 500)
         return
     for i, row in enumerate(rows):
         final = row["text"]
@@ -107,11 +129,8 @@ async def _events(engine, req, entry, queue: asyncio.Queue, future, decoders: li
         if not final.startswith(sent[i]):  # cannot happen with a decoder that decodes prefixes as prefixes
             log.warning("stream of %s row %d diverged from its final text", entry.name, i)
         if rest:
-            yield chunk(i, rest)
-        yield chunk(i, "", row["finish_reason"])
+            yield events.chunk(i, rest)
+        yield events.chunk(i, "", row["finish_reason"])
     if req.include_usage:
-        usage = {"prompt_tokens": sum(r["prompt_tokens"] for r in rows),
-                 "completion_tokens": sum(r["completion_tokens"] for r in rows)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        yield sse({**head, "choices": [], "usage": usage})
-    yield "data: [DONE]\n\n"
+        yield events.usage(sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows))
+    yield DONE

@@ -84,19 +84,23 @@ def vllm_rank(r: int) -> int:
     raise ZooError(f"LoRA rank {r} is larger than vLLM's largest --max-lora-rank (512)")
 
 
-def refusal(row: dict, folder: Path) -> Optional[str]:
-    """Why vLLM cannot serve this published entry, or None."""
+def refusal(row: dict, folder: Path) -> tuple[Optional[str], dict]:
+    """Why vLLM cannot serve this published entry (or None), and its adapter_config.json where it was read."""
     method = row.get("method")
     if row.get("task_type") != "CAUSAL_LM":
-        return "a classifier: vLLM's OpenAI server generates text"
+        return "a classifier: vLLM's OpenAI server generates text", {}
     if method in NOT_LORA:
-        return NOT_LORA[method]
+        return NOT_LORA[method], {}
     if method not in ("lora", "qlora"):
-        return f"method {method!r} is not LoRA"
+        return f"method {method!r} is not LoRA", {}
     try:
         config = json.loads((folder / "adapter_config.json").read_text())
     except (OSError, ValueError) as e:
-        return f"its adapter_config.json cannot be read ({e})"
+        return f"its adapter_config.json cannot be read ({e})", {}
+    return _lora_refusal(config), config
+
+
+def _lora_refusal(config: dict) -> Optional[str]:
     if config.get("peft_type") != "LORA":
         return f"peft_type {config.get('peft_type')!r} is not LORA"
     if config.get("use_dora"):
@@ -113,9 +117,10 @@ def refusal(row: dict, folder: Path) -> Optional[str]:
     return None
 
 
-def sampling(record) -> dict:
-    """The entry's zoo.json generation settings as vLLM's (OpenAI) sampling parameters."""
-    s = resolve_settings(record.generation, {})
+def sampling(record, overrides: Optional[dict] = None) -> dict:
+    """The entry's zoo.json generation settings (``overrides`` first: a request's own) as vLLM's (OpenAI)
+    sampling parameters."""
+    s = resolve_settings(record.generation, overrides or {})
     if s["num_beams"] != 1:
         raise ZooError(f"{record.name} generates with beam search (num_beams {s['num_beams']}); vLLM's OpenAI "
                        "server samples")
@@ -141,7 +146,7 @@ def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
             plan = by_base[b] = VllmPlan(base=b, model=resolve_model(b).path)
         name = row["name"]
         folder = backend.find(b, row.get("repo_id") or name)
-        why = refusal(row, folder)
+        why, config = refusal(row, folder)
         if why is None:
             record = read_record(folder)
             try:
@@ -153,5 +158,5 @@ def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
             continue
         plan.modules[name] = str(folder)
         plan.revisions[name] = str(row.get("revision") or row.get("path") or folder)
-        plan.ranks[name] = int(json.loads((folder / "adapter_config.json").read_text())["r"])
+        plan.ranks[name] = int(config.get("r", 8))  # PEFT's default rank
     return list(by_base.values())

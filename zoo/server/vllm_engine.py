@@ -23,19 +23,18 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 import weakref
 from pathlib import Path
 from typing import Optional
 
 from zoo.artifact.record import read_record
-from zoo.config.generation import resolve_settings
 from zoo.config.prompts import render_inputs
 from zoo.data.bases import canonical_base
 from zoo.demo.catalogue import generated
 from zoo.errors import BadInput, DeadlineExceeded, EntryFailed, ZooError
-from zoo.server.streaming import sse
-from zoo.server.vllm import VllmPlan
+from zoo.server.engine import entry_input
+from zoo.server.streaming import DONE, Events
+from zoo.server.vllm import VllmPlan, sampling
 
 log = logging.getLogger("zoo.server")
 
@@ -163,17 +162,11 @@ class VllmRoute:
     def bodies(self, req, entry) -> list[dict]:
         """vLLM's completion body per input: the rendered prompt, the entry's settings (the request's first)."""
         record = self.records[entry.name]
-        prompts = render_inputs(record.prompt, record.examples, self.tokenizer(), req.inputs)
-        s = resolve_settings(record.generation, req.settings)
-        if s["num_beams"] != 1:
-            raise BadInput(f"{entry.name} generates with beam search; vLLM's server samples")
-        sampling = {"max_tokens": s["max_new_tokens"], "temperature": 0.0}
-        if s["do_sample"]:
-            sampling.update(temperature=s["temperature"], top_p=s["top_p"], top_k=s["top_k"])
-        if s.get("repetition_penalty", 1.0) != 1.0:
-            sampling["repetition_penalty"] = s["repetition_penalty"]
+        items = [entry_input(entry, x, i) for i, x in enumerate(req.inputs)]  # the checks the zoo's engine makes
+        prompts = render_inputs(record.prompt, record.examples, self.tokenizer(), items)
+        params = sampling(record, req.settings)
         # the zoo keeps the last max_length tokens of a long prompt; vLLM's truncate_prompt_tokens does the same
-        return [{"model": entry.name, "prompt": p, **sampling, "truncate_prompt_tokens": record.max_length,
+        return [{"model": entry.name, "prompt": p, **params, "truncate_prompt_tokens": record.max_length,
                  "truncation_side": "left"} for p in prompts]
 
     def _row(self, entry, text: str, choice: dict, usage: dict) -> dict:
@@ -235,28 +228,17 @@ class VllmRoute:
 
     async def _events(self, req, entry, engine, bodies, release):
         n = len(bodies)
-        kind = "chat.completion.chunk" if req.chat else "text_completion"
-        head = {"id": f"{'chatcmpl' if req.chat else 'cmpl'}-{uuid.uuid4().hex}", "object": kind,
-                "created": int(time.time()), "model": req.model}
+        events = Events(req)
         queue: asyncio.Queue = asyncio.Queue()
-
-        def chunk(i: int, text: str, finish=None) -> str:
-            if req.chat:
-                choice = {"index": i, "delta": {"content": text} if text or finish is None else {}, "logprobs": None,
-                          "finish_reason": finish}
-            else:
-                choice = {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
-            return sse({**head, "choices": [choice]})
 
         async def pump(i: int, body: dict):
             try:
                 response = await self._post(body, stream=True)
                 try:
                     async for line in response.aiter_lines():
-                        if not line.startswith("data: ") or line == "data: [DONE]":
+                        if not line.startswith("data: ") or line == DONE.strip():
                             continue
-                        data = json.loads(line[6:])
-                        await queue.put((i, data))
+                        await queue.put((i, json.loads(line[6:])))
                 finally:
                     await response.aclose()
             except ZooError as e:
@@ -270,10 +252,8 @@ class VllmRoute:
         tasks = [asyncio.create_task(pump(i, b)) for i, b in enumerate(bodies)]
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         try:
-            if req.chat:
-                for i in range(n):
-                    yield sse({**head, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                                    "logprobs": None, "finish_reason": None}]})
+            for opening in events.opening(n):
+                yield opening
             open_streams, loop = n, asyncio.get_running_loop()
             deadline = loop.time() + engine.timeout
             while open_streams:
@@ -281,27 +261,27 @@ class VllmRoute:
                     i, item = await asyncio.wait_for(queue.get(), max(0.0, deadline - loop.time()))
                 except asyncio.TimeoutError:
                     engine.metrics.rejected.labels("deadline").inc()
-                    yield sse({"error": {"message": f"no answer within the server's deadline of {engine.timeout:g} s",
-                                         "type": "timeout_error", "code": 504}})
+                    yield events.error(f"no answer within the server's deadline of {engine.timeout:g} s",
+                                       "timeout_error", 504)
                     return
                 if item is None:
                     open_streams -= 1
                     continue
                 if isinstance(item, ZooError):
-                    yield sse({"error": {"message": str(item), "type": "server_error", "code": 502}})
+                    yield events.error(str(item), "server_error", 502)
                     return
                 for key in usage:
                     usage[key] += int((item.get("usage") or {}).get(key, 0))
                 for choice in item.get("choices") or []:
                     text, finish = choice.get("text") or "", choice.get("finish_reason")
                     if text:
-                        yield chunk(i, text)
+                        yield events.chunk(i, text)
                     if finish:
-                        yield chunk(i, "", finish)
+                        yield events.chunk(i, "", finish)
             engine.metrics.tokens.labels(entry.name).inc(usage["completion_tokens"])
             if req.include_usage:
-                yield sse({**head, "choices": [], "usage": {**usage, "total_tokens": sum(usage.values())}})
-            yield "data: [DONE]\n\n"
+                yield events.usage(usage["prompt_tokens"], usage["completion_tokens"])
+            yield DONE
         finally:
             for t in tasks:
                 t.cancel()
