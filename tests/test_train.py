@@ -212,3 +212,20 @@ def test_length_groups_of_the_chosen_size(tmp_path):
     assert isinstance(chosen, _GroupedSampler) and chosen.groups == 4 and chosen.batch_size == 8
     default = ZooTrainer(model=model, args=args, train_dataset=data, group_size=50)._get_train_sampler(data)
     assert type(default) is LengthGroupedSampler
+
+
+def test_peak_memory_is_the_runs_own_not_the_processs():
+    """A build trains many recipes in one process: each run's peak must not include a larger earlier one."""
+    import resource
+
+    from zoo.training.common import peak_memory, start_peak_memory
+
+    earlier = b"\x01" * (600 * 2**20)  # 600 MiB, every page written
+    del earlier
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start_peak_memory()
+    run = bytearray(b"\x02" * (50 * 2**20))
+    peak, kind = peak_memory()
+    assert kind == "run_peak_rss"
+    assert 50 * 2**20 < peak < process_peak - 400 * 2**20, (peak, process_peak)
+    del run

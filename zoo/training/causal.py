@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import EarlyStoppingCallback, set_seed
 
 from zoo.artifact.plots import plot_training_curve
@@ -48,7 +47,8 @@ from zoo.training.common import (
     check_positions,
     folder_size,
     parameter_counts,
-    peak_memory_bytes,
+    peak_memory,
+    start_peak_memory,
     provenance,
     training_arguments,
     write_atomically,
@@ -114,6 +114,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
                  method: Method | None = None, fingerprint: dict | None = None):
     """Train (or, in context, only measure) a causal recipe; write ``<output_dir>/adapter``."""
     fingerprint = fingerprint or run_fingerprint(recipe)  # before PEFT fills in the config (modules_to_save...)
+    start_peak_memory()
 
     method = method or of_recipe(recipe)
     task = get_task(recipe.task)
@@ -216,8 +217,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         "total_params": int(total), "trainable_params": int(trainable), "trainable_ratio": trainable / total,
         "train_seconds": round(wall, 2) if not icl else 0.0, "train_examples_per_second": rate,
         "train_examples": train_examples, "epochs": epochs, "steps": steps,
-        "peak_memory_bytes": peak_memory_bytes(),
-        "peak_memory_kind": "cuda_max_allocated" if torch.cuda.is_available() else "process_max_rss",
+        **dict(zip(("peak_memory_bytes", "peak_memory_kind"), peak_memory())),
         "device": str(next(trained.parameters()).device),
         "quantized_base": recipe.quantization is not None,
     }

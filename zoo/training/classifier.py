@@ -35,7 +35,8 @@ from zoo.training.common import (
     check_positions,
     folder_size,
     parameter_counts,
-    peak_memory_bytes,
+    peak_memory,
+    start_peak_memory,
     provenance,
     training_arguments,
     write_atomically,
@@ -86,6 +87,7 @@ def train_classifier(
     """Train ``recipe``, evaluate on validation, write ``<output_dir>/adapter`` (default runs/<name>)."""
     method = method or of_recipe(recipe)
     fingerprint = fingerprint or run_fingerprint(recipe)  # before PEFT fills in the config (modules_to_save...)
+    start_peak_memory()
 
     task = get_task(recipe.task)
     t = recipe.train
@@ -152,8 +154,7 @@ def train_classifier(
         "train_examples": train_ds.num_rows,
         "epochs": float(output.metrics.get("epoch", t.epochs)),
         "steps": int(output.global_step),
-        "peak_memory_bytes": peak_memory_bytes(),
-        "peak_memory_kind": "cuda_max_allocated" if torch.cuda.is_available() else "process_max_rss",
+        **dict(zip(("peak_memory_bytes", "peak_memory_kind"), peak_memory())),
         "device": str(trainer.args.device),
     }
     trained = trainer.model

@@ -57,10 +57,38 @@ def versions() -> dict:
     }
 
 
-def peak_memory_bytes() -> int:
+_PEAK = {"kind": "process_max_rss"}
+
+
+def start_peak_memory() -> None:
+    """Start a run's peak-memory measure: CUDA's peak counter, else (Linux) the process's RSS high-water mark,
+    reset by writing 5 to /proc/self/clear_refs. Without a reset, a build that trains several recipes in one
+    process would give every recipe the largest peak of the recipes before it."""
     if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+        torch.cuda.reset_peak_memory_stats()
+        _PEAK["kind"] = "cuda_max_allocated"
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        _PEAK["kind"] = "run_peak_rss"
+    except OSError:  # not Linux, or not allowed: the process's peak since it started
+        _PEAK["kind"] = "process_max_rss"
+
+
+def peak_memory() -> tuple[int, str]:
+    """Bytes at the peak since ``start_peak_memory`` (or since the process started), and what was measured."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated()), "cuda_max_allocated"
+    if _PEAK["kind"] == "run_peak_rss":
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024, "run_peak_rss"  # KiB
+        except OSError:
+            pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process_max_rss"  # Linux reports KiB
 
 
 def parameter_counts(model) -> tuple[int, int]:
