@@ -9,7 +9,7 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from tests.conftest import CLASSIFIER_RECIPES, quick_overrides
+from tests.conftest import CLASSIFIER_RECIPES, ROOT, quick_overrides
 from zoo import apply_overrides, load_recipe, load_recipes
 from zoo.training import train
 
@@ -229,3 +229,56 @@ def test_peak_memory_is_the_runs_own_not_the_processs():
     assert kind == "run_peak_rss"
     assert 50 * 2**20 < peak < process_peak - 400 * 2**20, (peak, process_peak)
     del run
+
+
+def test_base_dropout_turns_off_the_bases_dropout_while_training_and_is_recorded(tiny_bert, shared_data, tmp_path):
+    """train.base_dropout=0: every Dropout of the base is p=0 while it trains (the method's own lora_dropout stays);
+    zoo.json records it; the adapter answers as the same weights on a base loaded the plain way (eval mode: dropout
+    plays no part in serving)."""
+    from transformers import TrainerCallback
+
+    from zoo.serve.loading import load_folder
+
+    seen = {}
+
+    class Look(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            seen.setdefault("p", {(name.split(".")[-2] if "lora_dropout" in name else "base", m.p)
+                                  for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)})
+
+    recipe = apply_overrides(load_recipe("recipes/sst2_lora.py"),
+                             quick_overrides(tiny_bert, shared_data, steps=2) + ["train.base_dropout=0", "method.lora_dropout=0.1"])
+    result = train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(Look(),))
+    assert ("base", 0.0) in seen["p"] and ("base", 0.1) not in seen["p"]
+    assert {p for kind, p in seen["p"] if kind != "base"} == {0.1}  # lora_dropout: the method's, untouched
+    meta = json.loads((result.adapter_dir / "zoo.json").read_text())
+    assert meta["recipe"]["train"]["base_dropout"] == 0.0
+    served = load_folder(result.adapter_dir, base=str(tiny_bert))
+    assert {m.p for m in served.model.modules() if isinstance(m, torch.nn.Dropout)} >= {0.1}  # the base as it ships
+
+
+def test_base_dropout_finds_each_architectures_own_names(tiny_bert, tiny_gpt2, tiny_llama):
+    """The config's dropout probabilities, whatever they are called; None (BERT's classifier_dropout) left to follow."""
+    from zoo.models.dropout import dropout_overrides
+
+    assert dropout_overrides(str(tiny_bert), 0.0) == {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    assert set(dropout_overrides(str(tiny_gpt2), 0.05)) == {"attn_pdrop", "embd_pdrop", "resid_pdrop", "summary_first_dropout"}
+    assert "attention_dropout" in dropout_overrides(str(tiny_llama), 0.0)
+    assert dropout_overrides(str(tiny_bert), None) == {}
+
+
+def test_a_setting_added_later_leaves_the_built_zoos_fingerprints_alone():
+    """train.base_dropout at its default (None) is not hashed: the tweet-emotion-lora kept in docs/records, built
+    before the setting existed, is still up to date (zoo train skips it); set, it changes the fingerprint."""
+    from zoo.config.recipe import recipe_fingerprint
+    from zoo.errors import RecipeError
+
+    kept = ROOT / "docs/records/hub/sentence-transformers--all-MiniLM-L6-v2/tweet-emotion-lora/current/zoo.json"
+    recipe = load_recipe(ROOT / "recipes/tweet_emotion_lora.py")
+    assert recipe.train.base_dropout is None
+    assert recipe_fingerprint(recipe) == json.loads(kept.read_text())["fingerprint"]["recipe"]
+    assert recipe_fingerprint(recipe) != recipe_fingerprint(apply_overrides(recipe, ["train.base_dropout=0"]))
+    assert recipe_fingerprint(apply_overrides(recipe, ["train.base_dropout=0"])) != \
+        recipe_fingerprint(apply_overrides(recipe, ["train.base_dropout=0.1"]))
+    with pytest.raises(RecipeError, match="base_dropout"):
+        apply_overrides(recipe, ["train.base_dropout=1.5"])

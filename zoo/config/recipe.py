@@ -137,7 +137,12 @@ class TrainArgs:
     save_total_limit: int = field(default=1, metadata={"help": "checkpoints kept for --resume", "range": ">= 1"})
     bf16: bool = field(
         default=False, metadata={"help": "bfloat16 autocast: CUDA with bf16, or a CPU with native bf16 (AMX, AVX512-BF16); "
-                                         "on CPU it pays on long inputs and costs on short ones (bench/train_speed.py)"})
+                                         "on a CPU with AMX it paid on long inputs; without AMX it doubled a step (bench/train_speed.py)"})
+    base_dropout: Optional[float] = field(
+        default=None, metadata={"help": "the base model's own dropout while training (every dropout probability in its "
+                                        "config: hidden, attention, head); None: the base's; the method's (lora_dropout) "
+                                        "is apart. On a CPU, dropout masks are a large share of a short "
+                                        "batch's step (bench/train_speed.py)", "range": "[0, 1)"})
     class_weights: Optional[str] = field(
         default=None, metadata={"help": "classifiers: 'balanced' weights each class's loss by n / (classes x its "
                                         "training count), for skewed labels and macro-F1; None: plain cross-entropy"})
@@ -361,11 +366,20 @@ def snake_case(name: str) -> str:
 _VOLATILE = ("base_model_name_or_path", "peft_version", "revision", "inference_mode", "auto_mapping")
 
 
+# Settings added after adapters were built with fingerprints: left out of the hash while None (their default, which
+# trains what was trained before they existed), so that adding one does not make `zoo train` rebuild the zoo.
+_LATER_SETTINGS = (("train", "base_dropout"),)
+_UNSET = object()
+
+
 def recipe_fingerprint(recipe: Recipe) -> str:
     """A short hash of everything that decides what a recipe trains (not its description, not where the base
     was read from): two runs with the same fingerprint and the same data train the same adapter."""
     data = recipe.to_dict()
     data.pop("description", None)
+    for group, key in _LATER_SETTINGS:  # at their default, settings added later leave the built zoo's hashes as they were
+        if (data.get(group) or {}).get(key, _UNSET) is None:
+            data[group].pop(key)
     data["method_config"] = {k: v for k, v in (data.get("method_config") or {}).items() if k not in _VOLATILE}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

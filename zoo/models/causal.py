@@ -6,16 +6,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from zoo.data.sources import ResolvedModel
 from zoo.errors import RecipeError
+from zoo.models.dropout import dropout_overrides
 from zoo.models.quantization import load_4bit
 
 
-def load_base_causal(base: ResolvedModel, *, quantization=None, dtype=None):
+def load_base_causal(base: ResolvedModel, *, quantization=None, dtype=None, dropout: float | None = None):
     """The causal LM and its tokenizer (with a pad token); 4-bit when ``quantization`` is a BitsAndBytesConfig."""
 
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=base.local_files_only)
     kwargs = {"local_files_only": base.local_files_only, "use_safetensors": None if base.source == "hub" else True}
     if dtype is not None:
         kwargs["dtype"] = dtype
+    kwargs.update(dropout_overrides(base.path, dropout, local_files_only=base.local_files_only))
     if quantization is not None:
 
         model = load_4bit(AutoModelForCausalLM, base.path, quantization, **kwargs)

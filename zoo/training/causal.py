@@ -146,7 +146,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
     )
 
     set_seed(recipe.seed)
-    model, tokenizer = load_base_causal(base, quantization=recipe.quantization)
+    model, tokenizer = load_base_causal(base, quantization=recipe.quantization, dropout=recipe.train.base_dropout)
     data_collator = collator(tokenizer)
     eval_ds = tokenize_causal(eval_raw, tokenizer, fmt, task, recipe.verbalizer, t.max_length, examples).sort("length")
     generate_rows = [eval_raw[i] for i in range(min(eval_raw.num_rows, t.max_generate_samples))]

@@ -103,7 +103,8 @@ def train_classifier(
     eval_raw = load_split(task, "validation", data_dir=recipe.data_dir, max_samples=t.max_eval_samples, seed=recipe.seed)
 
     set_seed(recipe.seed)
-    model, tokenizer = load_base_classifier(base, task.labels, quantization=recipe.quantization)
+    model, tokenizer = load_base_classifier(base, task.labels, quantization=recipe.quantization,
+                                            dropout=t.base_dropout)
     model = method.prepare(model, recipe.method, "SEQ_CLS")
     trainable, total = parameter_counts(model)
     train_ds = tokenize_dataset(train_raw, tokenizer, t.max_length, task.is_pair)
