@@ -26,10 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, free_port, start_zoo  # noqa: E402,F401  (sets the environment: offline, the data mirror)
 DATA = Path(os.environ.get("ZOO_DATA_DIR") or ROOT.parent / "shared" / "data")
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 NAMES = ["alpaca-lora-a", "alpaca-lora-b", "alpaca-lora-c"]

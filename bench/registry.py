@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -38,12 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")  # the mirror beside the checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, free_port, start_zoo  # noqa: E402,F401  (sets the environment: offline, the data mirror)
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 # name, recipe providing the method config, label count

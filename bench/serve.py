@@ -23,51 +23,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, free_port, start_zoo  # noqa: E402,F401  (sets the environment: offline, the data mirror)
 
 from bench.registry import ADAPTERS, BASE, build_hub  # noqa: E402
 from bench.space import dealt, pct, sentences  # noqa: E402
 
 
 def start_server(home: Path, *options: str):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(home / f"serve-{port}.log", "w+")
-    env = dict(os.environ, ZOO_HOME=str(home), HF_TOKEN="")
+    env = {}
     if "--ray" in options:  # Ray's files (sockets: short paths) and token under folders of this run
         temp = tempfile.mkdtemp(prefix="zr", dir="/tmp")
-        env.update(TMPDIR=temp, RAY_TMPDIR=temp, HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), "serve", "--hub", "local", "--port", str(port),
-                             "--refresh-seconds", "0", *options], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"zoo serve exited:\n{log.read()}")
-        time.sleep(0.2)
-    raise SystemExit("zoo serve did not start")
+        env = {"TMPDIR": temp, "RAY_TMPDIR": temp, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}
+    return start_zoo(home, "serve", "--refresh-seconds", "0", *options, wait=120, env=env)
 
 
 def main() -> None:

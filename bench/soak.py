@@ -40,12 +40,8 @@ import time
 import traceback
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, free_port, start_zoo  # noqa: E402,F401  (sets the environment: offline, the data mirror)
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 CAUSAL_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"

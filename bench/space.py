@@ -23,23 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, free_port, start_zoo  # noqa: E402,F401  (sets the environment: offline, the data mirror)
 
 from bench.registry import ADAPTERS, BASE, build_hub  # noqa: E402
 
@@ -52,23 +44,7 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 
 def start_demo(home: Path, *options: str):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(home / f"demo-{port}.log", "w+")
-    env = dict(os.environ, ZOO_HOME=str(home), HF_TOKEN="")
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), "demo", "--hub", "local", "--port", str(port), *options],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        log.seek(0)
-        if url in log.read():
-            return proc, url + "/"
-        if proc.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"zoo demo exited:\n{log.read()}")
-        time.sleep(0.2)
-    raise SystemExit("zoo demo did not start")
+    return start_zoo(home, "demo", *options, wait=120)
 
 
 def call_try(client, url: str, entry: str, text: str) -> dict:

@@ -23,19 +23,13 @@ import argparse
 import concurrent.futures
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-if not os.environ.get("ZOO_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["ZOO_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import ROOT, free_port, start_zoo  # noqa: E402,F401  (sets the environment: offline, the data mirror)
 
 PROMPTS = ["Write a short poem about the sea.", "Explain what a neural network is.", "Give three tips for sleeping well.",
            "Describe a cat to someone who has never seen one.", "Why is the sky blue?", "Suggest a name for a bakery.",
@@ -45,34 +39,8 @@ PROMPTS = ["Write a short poem about the sea.", "Explain what a neural network i
            "Give advice to a new programmer."]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(home: Path, *options: str, wait: float):
-    import httpx
-
-    port = free_port()
-    log = open(home / f"serve-{port}.log", "w+")
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/zoo"), "serve", "--hub", "local", "--port", str(port),
-                             "--refresh-seconds", "0", "--timeout", "900", *options],
-                            env={**os.environ, "ZOO_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"zoo serve {' '.join(options)} exited:\n{log.read()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    proc.terminate()
-    raise SystemExit(f"zoo serve {' '.join(options)} did not start within {wait:g} s")
+    return start_zoo(home, "serve", "--refresh-seconds", "0", "--timeout", "900", *options, wait=wait)
 
 
 def run(url: str, jobs: list[tuple[str, str]], tokens: int) -> tuple[list[str], int, float]:

