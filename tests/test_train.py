@@ -282,3 +282,59 @@ def test_a_setting_added_later_leaves_the_built_zoos_fingerprints_alone():
         recipe_fingerprint(apply_overrides(recipe, ["train.base_dropout=0.1"]))
     with pytest.raises(RecipeError, match="base_dropout"):
         apply_overrides(recipe, ["train.base_dropout=1.5"])
+
+
+class Evaluations(TrainerCallback):
+    def __init__(self):
+        self.seen = []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.seen.append(dict(metrics))
+
+
+def test_p_tuning_keeps_its_best_epoch_exactly(tiny_bert, shared_data, tmp_path):
+    """early_stopping_patience restores the best epoch: P-tuning's published prompts and validation figures are that
+    epoch's, not its saved prompts sent through the prompt encoder's MLP a second time (PEFT's checkpoints hold the
+    encoder's output; the zoo's also hold the encoder)."""
+    from zoo.training.common import PROMPT_ENCODER_FILE
+
+    recipe = apply_overrides(load_recipe("recipes/tweet_emotion_p_tuning.py"),
+                             quick_overrides(tiny_bert, shared_data) + ["train.max_steps=-1", "train.epochs=4"])
+    evaluations = Evaluations()
+    result = train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(evaluations,))
+    epochs = [e for e in evaluations.seen if "eval_official" in e]
+    assert len(epochs) >= 2
+    best = max(epochs, key=lambda e: e["eval_official"])  # the first of equals, as the Trainer keeps it
+    assert result.metrics["official"] == pytest.approx(best["eval_official"], abs=1e-9)
+    assert result.metrics["loss"] == pytest.approx(best["eval_loss"], rel=1e-5)
+    assert list((tmp_path / "run" / "checkpoints").glob(f"checkpoint-*/{PROMPT_ENCODER_FILE}"))
+
+
+def test_p_tuning_resumes_where_it_stopped(tiny_bert, shared_data, tmp_path):
+    """A P-tuning run resumed from a checkpoint trains the same prompts as one that was never interrupted; a checkpoint
+    without the encoder (written before the zoo kept it) is refused with what to do."""
+    from safetensors.torch import load_file
+
+    from zoo.errors import ZooError
+    from zoo.training.common import PROMPT_ENCODER_FILE
+
+    recipe = apply_overrides(load_recipe("recipes/tweet_emotion_p_tuning.py"),
+                             quick_overrides(tiny_bert, shared_data) + [
+                                 "train.eval_steps=2", "train.max_steps=6", "train.base_dropout=0",
+                                 "train.early_stopping_patience=null"])
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, output_dir=tmp_path / "run", progress=False, callbacks=(CrashAt(5),))
+    resumed = train(recipe, output_dir=tmp_path / "run", progress=False, resume=True)
+    fresh = train(recipe, output_dir=tmp_path / "fresh", progress=False)
+
+    def prompts(result):
+        meta = json.loads((result.adapter_dir / "zoo.json").read_text())
+        return load_file(str(result.adapter_dir / meta["weights"]))["prompt_embeddings"]
+
+    torch.testing.assert_close(prompts(resumed), prompts(fresh), rtol=1e-4, atol=1e-6)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, output_dir=tmp_path / "old", progress=False, callbacks=(CrashAt(3),))
+    (tmp_path / "old" / "checkpoints" / "checkpoint-2" / PROMPT_ENCODER_FILE).unlink()
+    with pytest.raises(ZooError, match="cannot be restored exactly.*without --resume"):
+        train(recipe, output_dir=tmp_path / "old", progress=False, resume=True)
