@@ -369,7 +369,6 @@ _VOLATILE = ("base_model_name_or_path", "peft_version", "revision", "inference_m
 # Settings added after adapters were built with fingerprints: left out of the hash while None (their default, which
 # trains what was trained before they existed), so that adding one does not make `zoo train` rebuild the zoo.
 _LATER_SETTINGS = (("train", "base_dropout"),)
-_UNSET = object()
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
@@ -378,8 +377,8 @@ def recipe_fingerprint(recipe: Recipe) -> str:
     data = recipe.to_dict()
     data.pop("description", None)
     for group, key in _LATER_SETTINGS:  # at their default, settings added later leave the built zoo's hashes as they were
-        if (data.get(group) or {}).get(key, _UNSET) is None:
-            data[group].pop(key)
+        if (data.get(group) or {}).get(key) is None:
+            data.get(group, {}).pop(key, None)
     data["method_config"] = {k: v for k, v in (data.get("method_config") or {}).items() if k not in _VOLATILE}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -13,8 +13,7 @@ from transformers import AutoConfig
 
 
 def is_dropout_setting(name: str, value) -> bool:
-    return (isinstance(value, float) and not isinstance(value, bool)
-            and ("dropout" in name or name.endswith("pdrop")) and not name.startswith("_"))
+    return isinstance(value, float) and ("dropout" in name or name.endswith("pdrop")) and not name.startswith("_")
 
 
 def dropout_overrides(path: str, p: Optional[float], *, local_files_only: bool = True) -> dict:

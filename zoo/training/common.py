@@ -21,6 +21,7 @@ import accelerate
 import datasets
 import peft
 import safetensors
+from safetensors.torch import load_file, save_file
 import torch
 import transformers
 from transformers import AutoConfig, Trainer, TrainerCallback, TrainingArguments
@@ -145,8 +146,6 @@ class ZooTrainer(Trainer):
         super()._save(output_dir, state_dict=state_dict)
         encoder = reparametrized_encoder(self.model)
         if encoder is not None and self.args.should_save:
-            from safetensors.torch import save_file
-
             folder = Path(output_dir if output_dir is not None else self.args.output_dir)
             save_file({k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()},
                       str(folder / PROMPT_ENCODER_FILE))
@@ -159,8 +158,6 @@ class ZooTrainer(Trainer):
         if not path.is_file():
             raise ZooError(f"{checkpoint} has no {PROMPT_ENCODER_FILE}: its prompt encoder cannot be restored "
                            "exactly (a checkpoint written before the zoo kept it); train again without --resume")
-        from safetensors.torch import load_file
-
         encoder.load_state_dict(load_file(str(path), device=str(encoder.embedding.weight.device)), strict=True)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
