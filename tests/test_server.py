@@ -315,3 +315,31 @@ def test_pushes_new_revisions_and_removals_are_served_without_a_restart(space_ho
         time.sleep(1.5)  # past the periodic refresh
         assert post(url, "/v1/classify", ask).status_code == 404
         assert post(url, "/v1/classify", {"adapter": "sst2-lora", "inputs": [TEXT]}).status_code == 200
+
+
+STREAM_TEXTS = ["The film is a delight, from start to finish.", "naïve café, crème brûlée: très bien !",
+                "emoji 😀👍🏽 and 中文字符 mixed with   spaces\tand\nlines", "a<|im_end|>b end"]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_bert"])
+def test_streamed_pieces_add_up_to_the_whole_decode_with_short_windows(fixture, request):
+    """Byte-level BPE (multi-byte characters split across tokens) and WordPiece (``##`` pieces): the pieces a
+    stream sends add up to the text decoded at once, and no token costs a decode of more than a short window
+    (the stream is linear in its length, not quadratic)."""
+    from transformers import AutoTokenizer
+
+    from zoo.server.streaming import IncrementalText
+
+    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    for text in STREAM_TEXTS * 2:
+        ids = tokenizer(text * 8, add_special_tokens=False)["input_ids"]
+        stream, pieces, longest = IncrementalText(), [], 0
+        for token in ids:
+            pieces.append(stream.push(tokenizer, token))
+            longest = max(longest, len(stream.ids) - stream.prefix)
+        assert "".join(pieces) == tokenizer.decode(ids, skip_special_tokens=True)
+        assert len(ids) > 30 and longest <= 12, (len(ids), longest)
+    late = IncrementalText()  # tokens that come before the tokenizer is known wait in the window
+    ids = tokenizer(STREAM_TEXTS[0], add_special_tokens=False)["input_ids"]
+    assert late.push(None, ids[0]) == ""
+    assert "".join([late.push(tokenizer, t) for t in ids[1:]]) == tokenizer.decode(ids, skip_special_tokens=True)

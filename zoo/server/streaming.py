@@ -59,6 +59,38 @@ class Events:
         return sse({"error": {"message": message, "type": kind, "code": code}})
 
 
+class IncrementalText:
+    """One row's text as its tokens arrive, each token costing a decode of a few tokens, not of the whole answer.
+
+    The window decoded is the tokens since the last piece plus those of the piece before it (as vLLM and TGI
+    do): a token's text depends on its neighbours (SentencePiece's leading space, WordPiece's ``##``), and the
+    piece is what the window's text gained over the same window without the new tokens. ``push`` returns the
+    new text, or "" while it is half a character or a merge that may still rewrite its end. Special tokens
+    (``[UNK]``, end of turn) are left out, as the whole answer's decode leaves them out: kept, a run of them would
+    decode to nothing and widen the window without end."""
+
+    def __init__(self):
+        self.ids: list[int] = []
+        self.prefix = self.read = 0  # the window is ids[prefix:]; ids[prefix:read] were decoded already
+        self.special: frozenset[int] | None = None
+
+    def push(self, tokenizer, token: int) -> str:
+        if tokenizer is None:  # not known yet: the token waits in the window
+            self.ids.append(token)
+            return ""
+        if self.special is None:
+            self.special = frozenset(tokenizer.all_special_ids)
+        if token in self.special:
+            return ""
+        self.ids.append(token)
+        before = tokenizer.decode(self.ids[self.prefix:self.read], skip_special_tokens=True)
+        now = tokenizer.decode(self.ids[self.prefix:], skip_special_tokens=True)
+        if len(now) <= len(before) or now.endswith("\ufffd") or not now.startswith(before):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return now[len(before):]
+
+
 def start_stream(engine, req, entry):
     """Admit the request, start its rows, and return the generator of its events. The rows run (and give back
     their place in the queue) whether or not the events are ever read: a client that leaves costs nothing more."""
@@ -90,7 +122,7 @@ async def _events(engine, req, entry, queue: asyncio.Queue, future, decoders: li
     events = Events(req)
     for opening in events.opening(n):
         yield opening
-    ids: list[list[int]] = [[] for _ in range(n)]
+    texts = [IncrementalText() for _ in range(n)]
     sent = [""] * n
     deadline = loop.time() + engine.timeout
     while True:
@@ -103,16 +135,9 @@ async def _events(engine, req, entry, queue: asyncio.Queue, future, decoders: li
         if item is None:
             break
         i, token = item
-        ids[i].append(token)
-        decoder = decoders[0]
-        if decoder is None:
-            continue
-        tokenizer, _ = decoder
-        text = tokenizer.decode(ids[i], skip_special_tokens=True)
-        if text.endswith("\ufffd") or not text.startswith(sent[i]):
-            continue  # half a character, or a merge that rewrote the end: wait for the next token
-        if len(text) > len(sent[i]):
-            piece, sent[i] = text[len(sent[i]):], text
+        piece = texts[i].push(decoders[0] and decoders[0][0], token)
+        if piece:
+            sent[i] += piece
             yield events.chunk(i, piece)
     try:
         rows = future.result()
