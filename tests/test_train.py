@@ -338,3 +338,35 @@ def test_p_tuning_resumes_where_it_stopped(tiny_bert, shared_data, tmp_path):
     (tmp_path / "old" / "checkpoints" / "checkpoint-2" / PROMPT_ENCODER_FILE).unlink()
     with pytest.raises(ZooError, match="cannot be restored exactly.*without --resume"):
         train(recipe, output_dir=tmp_path / "old", progress=False, resume=True)
+
+
+def test_saves_ask_the_hub_nothing_about_the_bases_vocabulary(tiny_bert, shared_data, tmp_path, monkeypatch):
+    """A base named by its Hub id but read from a local folder: neither a checkpoint nor the adapter's save asks
+    the Hub whether the vocabulary was resized (PEFT's "auto" does, once per save; offline it warns each time)."""
+    import peft.utils.save_and_load as peft_save
+
+    asked = []
+    monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", lambda *a, **kw: asked.append(a))
+    monkeypatch.setenv("ZOO_MODEL_PATHS", f"someone/tiny-bert={tiny_bert}")
+    recipe = apply_overrides(load_recipe("recipes/sst2_lora.py"), quick_overrides(tiny_bert, shared_data)
+                             + ["base_model=someone/tiny-bert", "train.eval_steps=2", "train.max_steps=4"])
+    result = train(recipe, output_dir=tmp_path / "run", progress=False)
+    assert list((tmp_path / "run" / "checkpoints").glob("checkpoint-*/adapter_model.safetensors")), "no checkpoint"
+    config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "someone/tiny-bert"
+    assert asked == [], f"PEFT asked the Hub about {asked}"
+
+    # the check is live: PEFT's default save of the same kind of model asks; the zoo's save does not
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    from zoo.methods import peft_common
+
+    model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2),
+                           LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query"]))
+    model.peft_config["default"].base_model_name_or_path = "someone/tiny-bert"
+    peft_common.save(model, None, tmp_path / "zoo-save", None)
+    assert asked == []
+    with pytest.warns(UserWarning, match="Could not find a config file"):  # what the recording check leads to
+        model.save_pretrained(tmp_path / "peft-default")
+    assert asked and asked[0][0] == "someone/tiny-bert"

@@ -46,8 +46,12 @@ def prepare(model, config: PeftConfig, task_type: str):
 
 
 def save(model, config, folder: Path, tokenizer) -> str:
-    """PEFT's own save: adapter_config.json and adapter_model.safetensors."""
-    model.save_pretrained(folder, safe_serialization=True)
+    """PEFT's own save: adapter_config.json and adapter_model.safetensors.
+
+    ``save_embedding_layers=False``: the zoo never resizes a base's vocabulary, and PEFT's "auto" finds that out
+    by asking the Hub for the base's config.json (a network call per save, a warning offline, a wait where the
+    Hub is firewalled), or copies a whole embedding matrix into the adapter when a recipe targets it."""
+    model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False)
     return PEFT_WEIGHTS
 
 

@@ -6,6 +6,7 @@ it starts, and a run whose loss or weights stop being finite stops and writes no
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -141,6 +142,9 @@ class ZooTrainer(Trainer):
     def __init__(self, *args, group_size: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.group_size = group_size
+        if isinstance(self.model, peft.PeftModel):  # checkpoints saved as published: no Hub lookup (peft_common.save)
+            self.model.save_pretrained = functools.partial(type(self.model).save_pretrained, self.model,
+                                                           save_embedding_layers=False)
 
     def _save(self, output_dir=None, state_dict=None):
         super()._save(output_dir, state_dict=state_dict)
