@@ -43,13 +43,16 @@ def start_zoo(home: Path, command: str, *options: str, wait: float = 120.0, env:
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
+    read, seen = 0, ""  # the log is read on from where the last look stopped, not again from its start
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             log.seek(0)
             raise SystemExit(f"zoo {command} {' '.join(options)} exited:\n{log.read()[-3000:]}")
         if command == "demo":
-            log.seek(0)
-            if url in log.read():
+            log.seek(read)
+            seen = seen[-len(url):] + log.read()  # the address may straddle two looks
+            read = log.tell()
+            if url in seen:
                 return proc, url + "/"
         else:
             try:
