@@ -231,6 +231,29 @@ def test_peak_memory_is_the_runs_own_not_the_processs():
     del run
 
 
+def test_peak_memory_starts_from_what_earlier_runs_left_not_what_they_freed():
+    """What an earlier run freed in small pieces stays in the process's RSS (glibc keeps a fragmented heap's free
+    pages); a run's peak starts after that memory is handed back, so a recipe trained after a larger one in the
+    same build does not report the larger one's leftovers as its own."""
+    from zoo.training.common import peak_memory, start_peak_memory
+
+    def rss():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+    before = rss()
+    pieces = [bytes([i % 251]) * 1000 for i in range(400_000)]  # ~400 MB of 1 kB pieces: glibc's heap, not mmap
+    kept = pieces[::64]  # one piece in 64 stays alive, so the heap cannot shrink from its top
+    del pieces
+    held = rss()
+    assert held - before > 250 * 2**20, (held, before)  # the freed pieces are still in the RSS
+    start_peak_memory()
+    peak, kind = peak_memory()
+    assert kind == "run_peak_rss"
+    assert peak < held - 250 * 2**20, (peak, held)
+    del kept
+
+
 def test_base_dropout_turns_off_the_bases_dropout_while_training_and_is_recorded(tiny_bert, shared_data, tmp_path):
     """train.base_dropout=0: every Dropout of the base is p=0 while it trains (the method's own lora_dropout stays);
     zoo.json records it; the adapter answers as the same weights on a base loaded the plain way (eval mode: dropout

@@ -6,7 +6,9 @@ it starts, and a run whose loss or weights stop being finite stops and writes no
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import json
 import math
 import os
@@ -65,7 +67,11 @@ _PEAK = {"kind": "process_max_rss"}
 def start_peak_memory() -> None:
     """Start a run's peak-memory measure: CUDA's peak counter, else (Linux) the process's RSS high-water mark,
     reset by writing 5 to /proc/self/clear_refs. Without a reset, a build that trains several recipes in one
-    process would give every recipe the largest peak of the recipes before it."""
+    process would give every recipe the largest peak of the recipes before it. The reset starts from the RSS of
+    the moment, so what earlier runs freed is first handed back to the system (a collection, then glibc's
+    malloc_trim): measured here, after a SmolLM2 run the process held 2,066 MB, 654 MB after both, and every
+    later recipe of the build reported the difference as its own."""
+    release_freed_memory()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         _PEAK["kind"] = "cuda_max_allocated"
@@ -76,6 +82,24 @@ def start_peak_memory() -> None:
         _PEAK["kind"] = "run_peak_rss"
     except OSError:  # not Linux, or not allowed: the process's peak since it started
         _PEAK["kind"] = "process_max_rss"
+
+
+def release_freed_memory() -> None:
+    """Collect unreachable objects and return the C heap's free pages to the system (glibc ``malloc_trim``; a
+    no-op where there is no glibc). Python's allocator and glibc keep freed memory for reuse, so the RSS of a
+    process that trained a recipe stays near that run's peak long after its objects are gone."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the C library this interpreter runs on
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return None
 
 
 def peak_memory() -> tuple[int, str]:
