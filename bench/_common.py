@@ -37,21 +37,24 @@ def start_zoo(home: Path, command: str, *options: str, wait: float = 120.0, env:
     import httpx
 
     port = free_port()
-    log = open(home / f"{command}-{port}.log", "w+")
-    proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), command, "--hub", "local", "--port", str(port), *options],
-                            env={**os.environ, "ZOO_HOME": str(home), "HF_TOKEN": "", **(env or {})},
-                            stdout=log, stderr=subprocess.STDOUT)
+    path = home / f"{command}-{port}.log"
+    # The child appends (O_APPEND writes land at the end whatever the offset) and this process reads through a
+    # handle of its own: with one shared handle, a seek here moved where the child's next line was written.
+    with open(path, "ab") as sink:
+        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "zoo"), command, "--hub", "local", "--port", str(port),
+                                 *options],
+                                env={**os.environ, "ZOO_HOME": str(home), "HF_TOKEN": "", **(env or {})},
+                                stdout=sink, stderr=subprocess.STDOUT)
+    log = open(path, encoding="utf-8", errors="replace")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait
-    read, seen = 0, ""  # the log is read on from where the last look stopped, not again from its start
+    seen = ""  # the log is read on from where the last look stopped (this handle's own offset), not from its start
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             log.seek(0)
             raise SystemExit(f"zoo {command} {' '.join(options)} exited:\n{log.read()[-3000:]}")
         if command == "demo":
-            log.seek(read)
             seen = seen[-len(url):] + log.read()  # the address may straddle two looks
-            read = log.tell()
             if url in seen:
                 return proc, url + "/"
         else:
