@@ -89,17 +89,10 @@ def release_freed_memory() -> None:
     no-op where there is no glibc). Python's allocator and glibc keep freed memory for reuse, so the RSS of a
     process that trained a recipe stays near that run's peak long after its objects are gone."""
     gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
     try:
-        return ctypes.CDLL(None).malloc_trim  # the C library this interpreter runs on
+        ctypes.CDLL(None).malloc_trim(0)  # the C library this interpreter runs on; once per run
     except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
-        return None
+        pass
 
 
 def peak_memory() -> tuple[int, str]:
