@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 from tests.conftest import ROOT, quick_overrides
 
@@ -109,3 +112,52 @@ def test_a_build_goes_on_past_a_failing_recipe_and_says_so_at_the_end(tiny_bert,
     assert "published sst2-ia3" in out.stdout and "Traceback" not in out.stderr
     assert "build: 1 trained, 0 already built, 1 failed (rte-lora) in 0 h" in out.stderr
     assert revisions(tmp_path / "home", "sst2-ia3") and not revisions(tmp_path / "home", "rte-lora")
+
+
+def _child_of(pid: int, timeout: float = 120.0) -> int:
+    """The pid of a process whose parent is ``pid`` (read from /proc), once one exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            if int(fields[1]) == pid:
+                return int(stat.parent.name)
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} started no child in {timeout} s")
+
+
+def test_each_recipe_of_a_build_runs_in_a_process_of_its_own(tiny_bert, shared_data, tmp_path):
+    """A run the system kills (the out-of-memory killer's SIGKILL) fails alone: the build reports it and goes on,
+    and the next build trains it. SIGTERM to the build stops the running recipe too, and then the build."""
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    for stem in ("sst2_lora", "sst2_ia3"):
+        shutil.copy(ROOT / "recipes" / f"{stem}.py", folder / f"{stem}.py")
+    home, runs = tmp_path / "home", tmp_path / "runs"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ZOO_HOME": str(home)}
+    sets = [a for o in quick_overrides(tiny_bert, shared_data, steps=3) for a in ("--set", o)]
+    build = ["train", str(folder), *sets, "--output-dir", str(runs), "--no-progress", "--push"]
+
+    proc = subprocess.Popen([ZOO, *build], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.kill(_child_of(proc.pid), signal.SIGKILL)  # the first recipe's run (sst2-ia3), as the OOM killer would
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err
+    assert "[1/2] error: sst2-ia3 failed, nothing of it published: its process was killed by SIGKILL" in err
+    assert "build: 1 trained, 0 already built, 1 failed (sst2-ia3)" in err
+    assert "published sst2-lora" in out and revisions(home, "sst2-lora") and not revisions(home, "sst2-ia3")
+
+    proc = subprocess.Popen([ZOO, *build, "--force"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    child = _child_of(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "build stopped (SIGTERM) while training sst2-ia3; run the same command again to resume" in err
+    assert not Path(f"/proc/{child}").exists() and "[2/2]" not in err  # the run ended with it; nothing more started
+
+    again = zoo(build, {"ZOO_HOME": str(home)})
+    assert "[1/2] training sst2-ia3" in again.stderr and "sst2-lora: already built" in again.stderr
+    assert "published sst2-ia3" in again.stdout and len(revisions(home, "sst2-ia3")) == 1

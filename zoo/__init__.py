@@ -41,6 +41,7 @@ from zoo.errors import (
     NotAuthorized,
     QuantizationUnavailable,
     RecipeError,
+    RunFailed,
     ServerBusy,
     TrainingDiverged,
     UnknownMethod,
@@ -94,6 +95,6 @@ __all__ = [
     "PromptFormat", "ALPACA", "ALPACA_NO_INPUT", "load_recipe", "apply_overrides", "load", "train", "__version__",
     "ZooError", "RecipeError", "TrainingDiverged", "UnknownTask", "UnknownMethod", "ModelNotFound", "DataNotFound", "EmptyDataset",
     "AdapterNotFound", "AdapterBaseMismatch", "UnsafeAdapter", "UnsupportedFormat", "UnsupportedAdapter", "BadInput",
-    "HubError", "QuantizationUnavailable", "EntryNotFound", "EntryFailed", "ServerBusy", "DeadlineExceeded",
+    "HubError", "QuantizationUnavailable", "EntryNotFound", "EntryFailed", "RunFailed", "ServerBusy", "DeadlineExceeded",
     "NotAuthorized",
 ]

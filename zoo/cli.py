@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from zoo.errors import ZooError
+from zoo.errors import RunFailed, ZooError
 
 # Options several commands share, declared once.
 HubOption = Annotated[Optional[str], typer.Option(
@@ -49,14 +49,17 @@ def train(
                                  "this machine (the offline zoo); the others are listed as skipped, with the reason"),
     data_dir: DataDirOption = None,
     progress: bool = typer.Option(True, help="show progress bars"),
+    outcome: Optional[Path] = typer.Option(None, "--outcome", hidden=True,
+                                           help="(a build's own child process) write how the run ended here"),
 ):
     """Train adapters from recipes, evaluate each on validation, and optionally publish them.
 
     A file may define a family (`recipes = [...]`) or a sweep (`Sweep(recipe, grid=...)`): every recipe in it
     is trained, or those named with --only. Several recipes (or a folder) make a build: each recipe whose
     adapter is already built from the same recipe and data (the fingerprint in its zoo.json) is skipped, an
-    interrupted one resumes from its last checkpoint, and the rest train one after the other; one that fails
-    is reported and the build goes on (exit status 1 at the end)."""
+    interrupted one resumes from its last checkpoint, and the rest train one after the other, each in a process
+    of its own (its peak memory is its own, and one killed by the system fails alone); one that fails is reported
+    and the build goes on (exit status 1 at the end)."""
     from zoo.config.family import load_recipes
     from zoo.config.family import only as pick
     from zoo.config.recipe import run_fingerprint
@@ -64,7 +67,9 @@ def train(
     try:
         paths = _recipe_paths(recipes)
         sets = list(set_) + ([f"data_dir={data_dir}"] if data_dir else [])
-        loaded = [r for p in paths for r in load_recipes(p, sets)]  # every recipe checked before any trains
+        from_file = [(r, p) for p in paths for r in load_recipes(p, sets)]  # every recipe checked before any trains
+        source = {r.name: p for r, p in from_file}  # the file a build's child process reads it from
+        loaded = [r for r, _ in from_file]
         loaded = pick(loaded, only, ", ".join(map(str, recipes)))
         build = len(loaded) > 1  # a build (run folders per recipe, skips, [k/n]) even if --offline leaves one
         skipped = 0
@@ -86,6 +91,7 @@ def train(
             raise ZooError("--repo-id names one repo; with several recipes leave it out (each goes to <user>/<name>)")
         from zoo.training import train as run
 
+        children = build and _separate_processes()
         started, trained, built, failed = time.monotonic(), [], [], []
         for k, r in enumerate(loaded, 1):
             step = f"[{k}/{len(loaded)}] " if build else ""
@@ -99,13 +105,19 @@ def train(
                     built.append(r.name)
                     continue
             again = resume or (build and _interrupted(out, fingerprint))
-            typer.echo(f"{step}training {r.name}: {r.method_name} on {r.base_model}, task {r.task}"
-                       + (" (resuming from its last checkpoint)" if again and not resume else "")
-                       + (f"; {len(loaded) - k} more after it" if build else ""), err=True)
+            if outcome is None:  # (a build's child process: the build said it already)
+                typer.echo(f"{step}training {r.name}: {r.method_name} on {r.base_model}, task {r.task}"
+                           + (" (resuming from its last checkpoint)" if again and not resume else "")
+                           + (f"; {len(loaded) - k} more after it" if build else ""), err=True)
             try:
                 if build:
                     out.mkdir(parents=True, exist_ok=True)
                     (out / "fingerprint.json").write_text(json.dumps(fingerprint) + "\n")
+                if children:
+                    _train_in_child(source[r.name], r.name, sets, out, push=push, hub=hub, private=private,
+                                    resume=again, progress=progress)
+                    trained.append(r.name)
+                    continue
                 result = run(r, output_dir=out, resume=again, progress=progress)
                 if result.processes > 1:
                     typer.echo(f"{r.name}: process {result.rank} of {result.processes} trained "
@@ -118,11 +130,18 @@ def train(
                 if push:
                     _publish(result.adapter_dir, hub, repo_id, private)
                 trained.append(r.name)
+                _write_outcome(outcome, None)
+            except typer.Exit:  # the build was stopped
+                raise
             except Exception as e:  # in a build, one recipe's failure is reported and the others still train
+                if outcome is not None:  # a build's child: its parent reports it, in one line
+                    _write_outcome(outcome, e)
+                    raise typer.Exit(code=1) from None
                 if not build:
                     raise
                 failed.append(r.name)
-                typer.echo(f"{step}error: {r.name} failed, nothing of it published: {type(e).__name__}: {e}", err=True)
+                why = str(e) if isinstance(e, RunFailed) else f"{type(e).__name__}: {e}"
+                typer.echo(f"{step}error: {r.name} failed, nothing of it published: {why}", err=True)
         if build:
             minutes = (time.monotonic() - started) / 60
             typer.echo(f"build: {len(trained)} trained, {len(built)} already built"
@@ -132,7 +151,70 @@ def train(
             if failed:
                 raise typer.Exit(code=1)
     except ZooError as e:
+        if outcome is not None:
+            _write_outcome(outcome, e)
         _fail(e)
+
+
+def _separate_processes() -> bool:
+    """A build trains each recipe in a process of its own, except under torchrun or accelerate launch, where
+    every rank runs the build and the ranks' process group must train each recipe together."""
+    import os
+
+    return os.environ.get("WORLD_SIZE", "1") == "1"
+
+
+def _write_outcome(path: Optional[Path], error: Optional[Exception]) -> None:
+    if path is not None:
+        path.write_text(json.dumps({"error": None if error is None else f"{type(error).__name__}: {error}"}) + "\n")
+
+
+def _train_in_child(path: Path, name: str, sets: List[str], out: Path, *, push: bool, hub: Optional[str],
+                    private: bool, resume: bool, progress: bool) -> None:
+    """Train (and publish) one recipe of a build in a process of its own: ``zoo train FILE --only NAME``, its
+    output on this terminal. Its peak memory is then its own, not what earlier recipes left in this process
+    (after a SmolLM2 run a process keeps ~600 MB that no collection frees), and a run the system kills (the
+    out-of-memory killer's SIGKILL) fails alone. Ctrl-C or SIGTERM stops the run and then the build; rerunning
+    the build resumes the run from its last checkpoint."""
+    import signal
+    import subprocess
+
+    outcome = out / "outcome.json"
+    outcome.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "zoo", "train", str(path), "--only", name, "--output-dir", str(out),
+           "--outcome", str(outcome), *[a for s in sets for a in ("--set", s)]]
+    cmd += (["--push"] if push else []) + (["--hub", hub] if hub else []) + (["--private"] if private else [])
+    cmd += (["--resume"] if resume else []) + ([] if progress else ["--no-progress"])
+    proc = subprocess.Popen(cmd)
+    stopped = []
+
+    def stop(signum, frame):  # pass a stop on to the run, then end the build
+        stopped.append(signum)
+        proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the run as well (same process group): let it end, then stop
+            proc.wait()
+            raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopped:
+        typer.echo(f"build stopped (SIGTERM) while training {name}; run the same command again to resume", err=True)
+        raise typer.Exit(code=128 + signal.SIGTERM)
+    try:
+        error = json.loads(outcome.read_text())["error"]
+    except (OSError, ValueError, KeyError):
+        error = None if code == 0 else "its process ended without saying why"
+    if code < 0:
+        sig = signal.Signals(-code).name
+        raise RunFailed(f"its process was killed by {sig}"
+                           + (" (the kernel's out-of-memory killer sends it: too little memory for this run?)"
+                              if sig == "SIGKILL" else ""))
+    if code != 0 or error:
+        raise RunFailed(error or f"its process exited with status {code}")
 
 
 def _recipe_paths(given: List[Path]) -> List[Path]:

@@ -78,6 +78,11 @@ class EntryNotFound(ZooError, LookupError):
     """The demo's catalogue has no such entry."""
 
 
+class RunFailed(ZooError, RuntimeError):
+    """A recipe of a build failed in the process that trained it (the message says how: its error, or the signal
+    that killed it)."""
+
+
 class EntryFailed(ZooError, RuntimeError):
     """An entry could not be loaded or run; the message says why, the rest of the catalogue keeps working."""
 
