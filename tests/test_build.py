@@ -161,3 +161,23 @@ def test_each_recipe_of_a_build_runs_in_a_process_of_its_own(tiny_bert, shared_d
     again = zoo(build, {"ZOO_HOME": str(home)})
     assert "[1/2] training sst2-ia3" in again.stderr and "sst2-lora: already built" in again.stderr
     assert "published sst2-ia3" in again.stdout and len(revisions(home, "sst2-ia3")) == 1
+
+
+def test_the_launchers_process_count_is_read_one_way_for_the_build_and_the_trainer(monkeypatch):
+    """`WORLD_SIZE` decides both whether a build trains each recipe in a child and whether the Trainer is told the
+    run is on CPUs; both read it through one function, so a value one of them took as a launch the other did too."""
+    import torch
+
+    from zoo.cli import _separate_processes
+    from zoo.training.common import cpu_only, launched_processes
+
+    accelerated = torch.cuda.is_available() or torch.backends.mps.is_available()
+    for value, count in [(None, 1), ("1", 1), ("2", 2), ("8", 8), ("0", 1), ("-2", 1), ("two", 1), ("", 1)]:
+        if value is None:
+            monkeypatch.delenv("WORLD_SIZE", raising=False)
+        else:
+            monkeypatch.setenv("WORLD_SIZE", value)
+        assert launched_processes() == count, value
+        assert _separate_processes() is (count == 1), value
+        if not accelerated:
+            assert cpu_only(bf16=False) is (count > 1), value

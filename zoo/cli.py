@@ -89,9 +89,9 @@ def train(
             raise ZooError(f"two recipes are named {next(n for n in names if names.count(n) > 1)!r}; names must differ")
         if build and repo_id:
             raise ZooError("--repo-id names one repo; with several recipes leave it out (each goes to <user>/<name>)")
-        from zoo.training import train as run
-
         children = build and _separate_processes()
+        if not children:
+            from zoo.training import train as run
         started, trained, built, failed = time.monotonic(), [], [], []
         for k, r in enumerate(loaded, 1):
             step = f"[{k}/{len(loaded)}] " if build else ""
@@ -159,9 +159,9 @@ def train(
 def _separate_processes() -> bool:
     """A build trains each recipe in a process of its own, except under torchrun or accelerate launch, where
     every rank runs the build and the ranks' process group must train each recipe together."""
-    import os
+    from zoo.training.common import launched_processes
 
-    return os.environ.get("WORLD_SIZE", "1") == "1"
+    return launched_processes() == 1
 
 
 def _write_outcome(path: Optional[Path], error: Optional[Exception]) -> None:

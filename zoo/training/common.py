@@ -239,8 +239,14 @@ def cpu_only(bf16: bool) -> bool:
     process group but trains each process alone (measured: two processes, two separate trainings, two pushes)."""
     if torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         return False
-    world = os.environ.get("WORLD_SIZE", "1")  # set by torchrun and accelerate launch
-    return bf16 or (world.isdigit() and int(world) > 1)
+    return bf16 or launched_processes() > 1
+
+
+def launched_processes() -> int:
+    """How many processes torchrun or accelerate launch started for this run (their ``WORLD_SIZE``); 1 without a
+    launcher or with a value that is not a positive whole number."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    return int(world) if world.isdigit() and int(world) > 0 else 1
 
 
 def write_atomically(build, final: Path) -> None:
