@@ -11,6 +11,10 @@ plain zoo recipe on the same seeds, to measure a lever rather than assume it.
     ZOO_DATA_DIR=../shared/data python bench/train_speed.py --variant bf16=train.bf16=true
     ZOO_DATA_DIR=../shared/data python bench/train_speed.py --samples 0 --seeds 1    # the full training set
 
+"End to end" is each side's wall-clock seconds from loading the base to a model trained and evaluated on the
+validation set (the zoo's run also writes its adapter and card; the tutorial's counts its final evaluate()):
+the Trainer's examples/s counts what falls inside its training loop, which the two sides do not fill alike.
+
 Run it alone on the machine: a second busy process makes torch training 18-25x slower on 2 cores. Ends with
 one JSON line: per side (zoo, tutorial, each variant) the mean and standard deviation of examples/s and
 accuracy, the ratio of mean examples/s to the tutorial's, and the accuracy difference of the means.
@@ -23,6 +27,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +82,9 @@ def summary(runs: list[dict]) -> dict:
         values = [r[key] for r in runs]
         return round(statistics.mean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
 
-    (ex, ex_sd), (acc, acc_sd) = spread("ex_per_s"), spread("accuracy")
-    return {"ex_per_s": ex, "ex_per_s_sd": ex_sd, "accuracy": acc, "accuracy_sd": acc_sd, "runs": runs}
+    (ex, ex_sd), (acc, acc_sd), (wall, wall_sd) = spread("ex_per_s"), spread("accuracy"), spread("wall_s")
+    return {"ex_per_s": ex, "ex_per_s_sd": ex_sd, "accuracy": acc, "accuracy_sd": acc_sd, "wall_s": wall,
+            "wall_s_sd": wall_sd, "runs": runs}
 
 
 def main() -> None:
@@ -111,28 +117,34 @@ def main() -> None:
         for seed in range(42, 42 + args.seeds):
             for name, sets in variants.items():
                 recipe = apply_overrides(base, [f"seed={seed}", *sets])
+                started = time.perf_counter()
                 result = train(recipe, output_dir=Path(tmp) / f"{name}-{seed}", progress=False)
                 row = {"seed": seed, "ex_per_s": result.efficiency["train_examples_per_second"],
-                       "accuracy": result.metrics["accuracy"]}
+                       "accuracy": result.metrics["accuracy"], "wall_s": round(time.perf_counter() - started, 2)}
                 runs[name].append(row)
-                print(f"{name:>10} seed {seed}: {row['ex_per_s']:8.1f} ex/s   accuracy {row['accuracy']:.4f}", flush=True)
+                print(f"{name:>10} seed {seed}: {row['ex_per_s']:8.1f} ex/s   accuracy {row['accuracy']:.4f}   "
+                      f"{row['wall_s']:.1f} s end to end", flush=True)
             if not args.skip_tutorial:
                 recipe = apply_overrides(base, [f"seed={seed}"])
                 train_raw = load_split(task, "train", data_dir=recipe.data_dir, max_samples=samples, seed=seed)
+                started = time.perf_counter()
                 row = {"seed": seed, **tutorial(recipe, train_raw, eval_raw, Path(tmp) / f"tutorial-{seed}")}
+                row["wall_s"] = round(time.perf_counter() - started, 2)
                 runs["tutorial"].append(row)
-                print(f"  tutorial seed {seed}: {row['ex_per_s']:8.1f} ex/s   accuracy {row['accuracy']:.4f}", flush=True)
+                print(f"  tutorial seed {seed}: {row['ex_per_s']:8.1f} ex/s   accuracy {row['accuracy']:.4f}   "
+                      f"{row['wall_s']:.1f} s end to end", flush=True)
     result = {name: summary(r) for name, r in runs.items()}
     if "tutorial" in result:
         t = result["tutorial"]
         for name in variants:
             result[name]["ratio_vs_tutorial"] = round(result[name]["ex_per_s"] / t["ex_per_s"], 3)
             result[name]["accuracy_minus_tutorial"] = round(result[name]["accuracy"] - t["accuracy"], 4)
+            result[name]["wall_ratio_vs_tutorial"] = round(t["wall_s"] / result[name]["wall_s"], 3)
     for name, r in result.items():
-        extra = (f"   x{r['ratio_vs_tutorial']:.2f} the tutorial's ex/s, accuracy {r['accuracy_minus_tutorial']:+.4f}"
-                 if "ratio_vs_tutorial" in r else "")
+        extra = (f"   x{r['ratio_vs_tutorial']:.2f} the tutorial's ex/s, accuracy {r['accuracy_minus_tutorial']:+.4f}, "
+                 f"x{r['wall_ratio_vs_tutorial']:.2f} as fast end to end" if "ratio_vs_tutorial" in r else "")
         print(f"{name:>10}: {r['ex_per_s']:8.1f} ± {r['ex_per_s_sd']:.1f} ex/s   accuracy {r['accuracy']:.4f} ± "
-              f"{r['accuracy_sd']:.4f}{extra}", flush=True)
+              f"{r['accuracy_sd']:.4f}   {r['wall_s']:.1f} ± {r['wall_s_sd']:.1f} s end to end{extra}", flush=True)
     print(json.dumps(result))
 
 

@@ -143,6 +143,11 @@ class TrainArgs:
                                         "config: hidden, attention, head); None: the base's; the method's (lora_dropout) "
                                         "is apart. On a CPU, dropout masks are a large share of a short "
                                         "batch's step (bench/train_speed.py)", "range": "[0, 1)"})
+    exact_shortcuts: bool = field(
+        default=True, metadata={"help": "while training, compute the same function with less work: LoRA added inside "
+                                        "the base layer's matrix product (zoo.training.fused_lora), and a BERT or "
+                                        "RoBERTa classifier's last layer for the first token only, the one its head "
+                                        "reads (zoo.training.first_token); false: PEFT's and transformers' own forward"})
     class_weights: Optional[str] = field(
         default=None, metadata={"help": "classifiers: 'balanced' weights each class's loss by n / (classes x its "
                                         "training count), for skewed labels and macro-F1; None: plain cross-entropy"})
@@ -369,6 +374,9 @@ _VOLATILE = ("base_model_name_or_path", "peft_version", "revision", "inference_m
 # Settings added after adapters were built with fingerprints: left out of the hash while None (their default, which
 # trains what was trained before they existed), so that adding one does not make `zoo train` rebuild the zoo.
 _LATER_SETTINGS = (("train", "base_dropout"),)
+# Settings that choose how a run computes, not what it trains (the same function, up to float summation order):
+# never in the hash.
+_HOW_SETTINGS = (("train", "exact_shortcuts"),)
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
@@ -379,6 +387,8 @@ def recipe_fingerprint(recipe: Recipe) -> str:
     for group, key in _LATER_SETTINGS:  # at their default, settings added later leave the built zoo's hashes as they were
         if (data.get(group) or {}).get(key) is None:
             data.get(group, {}).pop(key, None)
+    for group, key in _HOW_SETTINGS:
+        (data.get(group) or {}).pop(key, None)
     data["method_config"] = {k: v for k, v in (data.get("method_config") or {}).items() if k not in _VOLATILE}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

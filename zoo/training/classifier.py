@@ -10,6 +10,7 @@ import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
+    TrainerCallback,
     set_seed,
 )
 
@@ -23,6 +24,8 @@ from zoo.data.tasks import get_task, load_split
 from zoo.errors import ZooError
 from zoo.methods import Method, of_recipe
 from zoo.models.classifier import load_base_classifier
+from zoo.training.first_token import first_token_last_layer, restore_last_layer
+from zoo.training.fused_lora import fuse_lora_forward, unfuse_lora_forward
 from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     ZooTrainer,
@@ -74,6 +77,22 @@ def balanced_loss(labels, classes: int):
     return loss
 
 
+class FinalEvaluationAfter(TrainerCallback):
+    """No evaluation inside the Trainer's loop after its last step when nothing there needs it (no best epoch to
+    choose): the run evaluates its final model right after (``trainer.predict``), and evaluating it twice cost a
+    4,000-sentence SST-2 run 12 % of its training time. The checkpoint is still written."""
+
+    def _skip(self, args, state, control):
+        if state.max_steps and state.global_step >= state.max_steps and not args.load_best_model_at_end:
+            control.should_evaluate = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._skip(args, state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._skip(args, state, control)
+
+
 def train_classifier(
     recipe: Recipe,
     *,
@@ -106,6 +125,9 @@ def train_classifier(
     model, tokenizer = load_base_classifier(base, task.labels, quantization=recipe.quantization,
                                             dropout=t.base_dropout)
     model = method.prepare(model, recipe.method, "SEQ_CLS")
+    if t.exact_shortcuts:
+        fuse_lora_forward(model)
+        first_token_last_layer(model)
     trainable, total = parameter_counts(model)
     train_ds = tokenize_dataset(train_raw, tokenizer, t.max_length, task.is_pair)
     # Sorted by length, evaluation batches carry almost no padding; the metrics do not depend on order.
@@ -132,9 +154,11 @@ def train_classifier(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
-                   FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
+                   FinalEvaluationAfter(), FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
     )
     output = trainer.train(resume_from_checkpoint=True if resume else None)
+    unfuse_lora_forward(model)  # the trained model goes on with PEFT's and transformers' own forward
+    restore_last_layer(model)
     wall = clock.seconds()  # with the time before an interruption when resumed
     resumed_time_note(clock, recipe.name)
 
@@ -146,6 +170,9 @@ def train_classifier(
         {k: v for k, v in row.items() if k in ("step", "epoch", "loss", "eval_loss", "eval_accuracy")}
         for row in trainer.state.log_history
     ]
+    if not any("eval_loss" in row and row.get("step") == trainer.state.global_step for row in history):
+        history.append({"step": trainer.state.global_step, "epoch": float(output.metrics.get("epoch", t.epochs)),
+                        "eval_loss": metrics["loss"], "eval_accuracy": metrics["accuracy"]})  # the final evaluation
     efficiency = {
         "total_params": total,
         "trainable_params": trainable,

@@ -1,0 +1,193 @@
+"""The exact shortcuts taken while training (train.exact_shortcuts): LoRA fused into the base layer's matrix
+product (zoo.training.fused_lora) and a BERT or RoBERTa classifier's last layer for the first token only
+(zoo.training.first_token). Each computes the same function and gradients where it applies, leaves the model's
+own forward everywhere else, and leaves no trace in what a run publishes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora.layer import Linear as LoraLinear
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.conftest import ROOT, quick_overrides
+from zoo import apply_overrides, load_recipe
+from zoo.config.recipe import recipe_fingerprint
+from zoo.training.first_token import first_token_last_layer, restore_last_layer
+from zoo.training.fused_lora import _fusable, fuse_lora_forward, unfuse_lora_forward
+
+
+def lora_classifier(tiny_bert, **config):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(  # no dropout: outputs comparable in train mode
+        tiny_bert, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    settings = dict(task_type="SEQ_CLS", r=4, lora_alpha=12, lora_dropout=0.0, target_modules=["query", "value", "dense"])
+    model = get_peft_model(model, LoraConfig(**{**settings, **config}))
+    for name, p in model.named_parameters():  # B starts at zero: give the branch something to add
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.2)
+    return model
+
+
+def batch(tiny_bert):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    b = tokenizer(["a fine film , really", "not good at all , and long", "it is"], padding=True, return_tensors="pt")
+    b["labels"] = torch.tensor([0, 1, 2])
+    return b
+
+
+def run(model, b):
+    model.zero_grad()
+    out = model(**b)
+    out.loss.backward()
+    return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_the_fused_forward_computes_what_pefts_does(tiny_bert):
+    model, b = lora_classifier(tiny_bert), batch(tiny_bert)
+    model.train()
+    logits, grads = run(model, b)
+    layers = [m for m in model.modules() if type(m) is LoraLinear]
+    assert fuse_lora_forward(model) == len(layers) > 0
+    calls = []
+    for layer in layers:  # every layer takes the fused path on this batch
+        layer.register_forward_hook(lambda m, args, out: calls.append(_fusable(m, args[0]) is not None))
+    fused_logits, fused_grads = run(model, b)
+    assert calls and all(calls)
+    torch.testing.assert_close(fused_logits, logits, rtol=1e-5, atol=1e-6)
+    assert fused_grads.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    unfuse_lora_forward(model)
+    assert not any("forward" in vars(m) for m in layers)
+    torch.testing.assert_close(run(model, b)[0], logits)
+
+
+@pytest.mark.parametrize("case", ["dropout", "dora", "lora_bias", "disabled", "mixed_batch", "autocast", "two_adapters"])
+def test_what_the_fused_forward_does_not_cover_goes_through_pefts_forward(tiny_bert, case):
+    config = {"dropout": {"lora_dropout": 0.1}, "dora": {"use_dora": True}, "lora_bias": {"lora_bias": True}}.get(case, {})
+    model, b = lora_classifier(tiny_bert, **config), batch(tiny_bert)
+    model.eval()  # dropout off: PEFT's own output is deterministic, so the two can be compared
+    with torch.no_grad():
+        if case == "two_adapters":
+            model.add_adapter("other", LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"]))
+            for layer in model.modules():  # both active in the LoRA layers (the head holds one at a time)
+                if type(layer) is LoraLinear:
+                    layer.set_adapter(["default", "other"])
+        expected = model(**b).logits if case not in ("disabled", "mixed_batch", "autocast") else None
+        fuse_lora_forward(model)
+        layer = next(m for m in model.modules() if type(m) is LoraLinear)
+        x = torch.randn(2, 5, layer.in_features)
+        if case == "disabled":
+            with model.disable_adapter():
+                assert _fusable(layer, x) is None
+                unfused = model(**b).logits
+            unfuse_lora_forward(model)
+            with model.disable_adapter():
+                torch.testing.assert_close(unfused, model(**b).logits, rtol=0, atol=0)
+            return
+        if case == "mixed_batch":  # the registry's mixed batches pass adapter_names: PEFT's forward
+            names = ["default", "__base__", "default"]
+            got = model(**b, adapter_names=names).logits
+            unfuse_lora_forward(model)
+            torch.testing.assert_close(got, model(**b, adapter_names=names).logits, rtol=0, atol=0)
+            return
+        if case == "autocast":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert _fusable(layer, x) is None
+                got = model(**b).logits
+            unfuse_lora_forward(model)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                torch.testing.assert_close(got, model(**b).logits, rtol=0, atol=0)
+            return
+        assert _fusable(layer, x) is None
+        torch.testing.assert_close(model(**b).logits, expected, rtol=0, atol=0)
+
+
+def test_a_conv1d_base_layer_is_left_to_peft(tiny_gpt2):
+    """GPT-2's projections are Conv1D (weights stored transposed, PEFT's fan_in_fan_out): not fused."""
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_gpt2),
+                           LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["c_attn"], fan_in_fan_out=True))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        fuse_lora_forward(model)
+        layers = [m for m in model.modules() if type(m) is LoraLinear]
+        assert layers and all(_fusable(m, torch.randn(1, 4, m.in_features)) is None for m in layers)
+        torch.testing.assert_close(model(input_ids=ids).logits, expected, rtol=0, atol=0)
+
+
+def test_exact_shortcuts_change_neither_the_fingerprint_nor_what_a_run_publishes(tiny_bert, shared_data, tmp_path):
+    from zoo.training import train
+
+    recipe = apply_overrides(load_recipe(ROOT / "recipes" / "sst2_lora.py"), quick_overrides(tiny_bert, shared_data))
+    off = apply_overrides(recipe, ["train.exact_shortcuts=false"])
+    assert recipe.train.exact_shortcuts is True
+    assert recipe_fingerprint(off) == recipe_fingerprint(recipe)
+    results = {}
+    for name, r in (("fused", recipe), ("peft", off)):
+        results[name] = train(r, output_dir=tmp_path / name, progress=False)
+    a, b = results["fused"], results["peft"]
+    assert a.metrics["accuracy"] == b.metrics["accuracy"]
+    assert a.metrics["loss"] == pytest.approx(b.metrics["loss"], rel=1e-4)
+    assert not any("forward" in vars(m) for m in a.model.modules() if type(m) is LoraLinear)
+    # a plain PEFT adapter either way: PeftModel loads it, and its config says nothing of the fused forward
+    config = json.loads((a.adapter_dir / "adapter_config.json").read_text())
+    assert "fused" not in json.dumps(config)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    loaded = PeftModel.from_pretrained(base, a.adapter_dir)
+    assert not any("forward" in vars(m) for m in loaded.modules() if type(m) is LoraLinear)
+
+
+def first_token_model(folder, method=None):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    if method is not None:
+        model = get_peft_model(model, method)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.2)
+    model.train()
+    return model
+
+
+@pytest.mark.parametrize("base", ["tiny_bert", "tiny_roberta"])
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_the_last_layer_for_the_first_token_only_gives_the_same_logits_and_gradients(base, method, tiny_bert, request):
+    folder = request.getfixturevalue(base)
+    config = LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "key", "value", "dense"]) \
+        if method == "lora" else None
+    model, b = first_token_model(folder, config), batch(tiny_bert)  # three rows of three lengths: padding masked
+    logits, grads = run(model, b)
+    assert first_token_last_layer(model)
+    layer = next(m for m in model.modules() if type(m).__name__.endswith("Encoder")).layer[-1]
+    rows = []
+    layer.register_forward_hook(lambda m, args, out: rows.append(out.shape[1]))
+    cut_logits, cut_grads = run(model, b)
+    assert rows == [1]  # the last layer computed one row per example
+    torch.testing.assert_close(cut_logits, logits, rtol=1e-5, atol=1e-6)
+    assert cut_grads.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(cut_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    restore_last_layer(model)
+    rows.clear()
+    run(model, b)
+    assert rows == [b["input_ids"].shape[1]] and "forward" not in vars(layer)
+
+
+def test_the_first_token_shortcut_is_not_taken_where_it_does_not_hold(tiny_bert, tiny_llama):
+    # a decoder's classifier reads the last token: not on the allow-list
+    assert not first_token_last_layer(AutoModelForSequenceClassification.from_pretrained(tiny_llama, num_labels=3))
+    # prefix tuning hands every layer a cache: the layer's own forward runs, the logits are the same
+    from peft import PrefixTuningConfig
+
+    model, b = first_token_model(tiny_bert, PrefixTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)), batch(tiny_bert)
+    with torch.no_grad():
+        expected = model(**b).logits
+        assert first_token_last_layer(model)
+        torch.testing.assert_close(model(**b).logits, expected, rtol=0, atol=0)
