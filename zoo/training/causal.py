@@ -35,7 +35,7 @@ from zoo.training.causal_data import (
     target_text,
     tokenize_causal,
 )
-from zoo.training.fused_lora import fuse_lora_forward, unfuse_lora_forward
+from zoo.training.fused_lora import exact_shortcuts
 from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     ZooTrainer,
@@ -168,8 +168,6 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
         train_examples = 0
     else:
         model = method.prepare(model, recipe.method, "CAUSAL_LM")
-        if t.exact_shortcuts:
-            fuse_lora_forward(model)
         trainable, total = parameter_counts(model)
         train_ds = tokenize_causal(train_raw, tokenizer, fmt, task, recipe.verbalizer, t.max_length)
         clock = TrainClock()
@@ -181,8 +179,8 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
             callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
                    FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
         )
-        output = trainer.train(resume_from_checkpoint=True if resume else None)
-        unfuse_lora_forward(model)  # the trained model goes on with PEFT's own forward
+        with exact_shortcuts(model, t.exact_shortcuts):  # then PEFT's own forward again
+            output = trainer.train(resume_from_checkpoint=True if resume else None)
         resumed_time_note(clock, recipe.name)
         trained = trainer.model
         steps, epochs = int(output.global_step), float(output.metrics.get("epoch", t.epochs))

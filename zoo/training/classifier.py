@@ -24,8 +24,7 @@ from zoo.data.tasks import get_task, load_split
 from zoo.errors import ZooError
 from zoo.methods import Method, of_recipe
 from zoo.models.classifier import load_base_classifier
-from zoo.training.first_token import first_token_last_layer, restore_last_layer
-from zoo.training.fused_lora import fuse_lora_forward, unfuse_lora_forward
+from zoo.training.fused_lora import exact_shortcuts
 from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     ZooTrainer,
@@ -125,9 +124,6 @@ def train_classifier(
     model, tokenizer = load_base_classifier(base, task.labels, quantization=recipe.quantization,
                                             dropout=t.base_dropout)
     model = method.prepare(model, recipe.method, "SEQ_CLS")
-    if t.exact_shortcuts:
-        fuse_lora_forward(model)
-        first_token_last_layer(model)
     trainable, total = parameter_counts(model)
     train_ds = tokenize_dataset(train_raw, tokenizer, t.max_length, task.is_pair)
     # Sorted by length, evaluation batches carry almost no padding; the metrics do not depend on order.
@@ -156,9 +152,8 @@ def train_classifier(
         callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
                    FinalEvaluationAfter(), FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
     )
-    output = trainer.train(resume_from_checkpoint=True if resume else None)
-    unfuse_lora_forward(model)  # the trained model goes on with PEFT's and transformers' own forward
-    restore_last_layer(model)
+    with exact_shortcuts(model, t.exact_shortcuts, first_token=True):  # then the libraries' own forward again
+        output = trainer.train(resume_from_checkpoint=True if resume else None)
     wall = clock.seconds()  # with the time before an interruption when resumed
     resumed_time_note(clock, recipe.name)
 

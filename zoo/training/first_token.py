@@ -22,6 +22,8 @@ from __future__ import annotations
 import types
 
 from torch import nn
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.bert.modeling_bert import eager_attention_forward
 
 # Sequence classifiers whose head reads only position 0 of the last hidden state.
 HEADS = ("BertForSequenceClassification", "RobertaForSequenceClassification")
@@ -49,9 +51,6 @@ def _forward(self, hidden_states, attention_mask=None, *args, **kwargs):
     if (any(a is not None for a in args) or kwargs.get("past_key_values") is not None
             or kwargs.get("encoder_hidden_states") is not None or hidden_states.dim() != 3):
         return type(self).forward(self, hidden_states, attention_mask, *args, **kwargs)
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.bert.modeling_bert import eager_attention_forward
-
     kwargs = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "encoder_attention_mask")}
     attention = self.attention.self
     batch, length, _ = hidden_states.shape

@@ -18,10 +18,13 @@ are PEFT's own.
 from __future__ import annotations
 
 import types
+from contextlib import contextmanager
 
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
 from torch import nn
+
+from zoo.training.first_token import first_token_last_layer, restore_last_layer
 
 
 def _fusable(layer: LoraLinear, x: torch.Tensor) -> str | None:
@@ -66,3 +69,19 @@ def unfuse_lora_forward(model: nn.Module) -> None:
     for module in model.modules():
         if type(module) is LoraLinear and "forward" in vars(module):
             del module.forward
+
+
+@contextmanager
+def exact_shortcuts(model: nn.Module, on: bool, first_token: bool = False):
+    """While training (``train.exact_shortcuts``): the fused LoRA forward and, for classifiers, the last layer for
+    the first token only (``zoo.training.first_token``); the libraries' own forward again afterwards, however the
+    block ends."""
+    if on:
+        fuse_lora_forward(model)
+        if first_token:
+            first_token_last_layer(model)
+    try:
+        yield model
+    finally:
+        unfuse_lora_forward(model)
+        restore_last_layer(model)
