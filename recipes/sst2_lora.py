@@ -13,5 +13,8 @@ recipe = Recipe(
     # sentences x 3 seeds: 1.8x faster than with dropout 0.1 and accuracy +1.1 points (0.8391 against 0.8284).
     method=LoraConfig(task_type="SEQ_CLS", r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["query", "key", "value", "dense"]),
     # 67,349 ex / 32 = 2,105 steps; one epoch is enough at this learning rate.
-    train=TrainArgs(learning_rate=1e-3, epochs=1, batch_size=32, warmup_ratio=0.06, weight_decay=0.01, base_dropout=0.0),
+    # bf16_base: the frozen base's products in bfloat16 where they are native (AMX here), LoRA and the optimizer in
+    # float32. bench/train_speed.py, 4,000 sentences x 3 seeds: 1.3x the examples/s, accuracy level (see README).
+    train=TrainArgs(learning_rate=1e-3, epochs=1, batch_size=32, warmup_ratio=0.06, weight_decay=0.01, base_dropout=0.0,
+                    bf16_base=True),
 )

@@ -181,3 +181,26 @@ def test_the_launchers_process_count_is_read_one_way_for_the_build_and_the_train
         assert _separate_processes() is (count == 1), value
         if not accelerated:
             assert cpu_only(bf16=False) is (count > 1), value
+
+
+def test_the_built_zoos_records_match_todays_recipes():
+    """docs/records holds the zoo.json of every adapter of the offline zoo as built: each offline recipe's fingerprint
+    today is the one it was built with, so a setting added to the recipes' schema (at its default) or a change that
+    only touches how runs compute does not make the README's build command train the zoo again."""
+    from zoo.config.family import load_recipes
+    from zoo.config.recipe import recipe_fingerprint
+
+    built = {}
+    for path in (ROOT / "docs" / "records" / "hub").glob("*/*/current/zoo.json"):
+        record = json.loads(path.read_text())
+        built[path.parent.parent.name] = record["fingerprint"]["recipe"]
+    assert len(built) >= 60
+    checked = 0
+    for path in sorted((ROOT / "recipes").glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        for recipe in load_recipes(path):
+            if recipe.name in built:
+                assert recipe_fingerprint(recipe) == built[recipe.name], f"{recipe.name} ({path.name}) would be trained again"
+                checked += 1
+    assert checked == len(built)

@@ -11,13 +11,24 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora.layer import Linear as LoraLinear
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 
 from tests.conftest import ROOT, quick_overrides
 from zoo import apply_overrides, load_recipe
 from zoo.config.recipe import recipe_fingerprint
 from zoo.training.first_token import first_token_last_layer, restore_last_layer
-from zoo.training.fused_lora import _fusable, fuse_lora_forward, unfuse_lora_forward
+from zoo.training.fused_lora import (
+    _fusable,
+    cast_frozen_bases,
+    drop_frozen_casts,
+    fuse_lora_forward,
+    training_shortcuts,
+    unfuse_lora_forward,
+)
 
 
 def lora_classifier(tiny_bert, **config):
@@ -124,7 +135,8 @@ def test_a_conv1d_base_layer_is_left_to_peft(tiny_gpt2):
 def test_exact_shortcuts_change_neither_the_fingerprint_nor_what_a_run_publishes(tiny_bert, shared_data, tmp_path):
     from zoo.training import train
 
-    recipe = apply_overrides(load_recipe(ROOT / "recipes" / "sst2_lora.py"), quick_overrides(tiny_bert, shared_data))
+    recipe = apply_overrides(load_recipe(ROOT / "recipes" / "sst2_lora.py"),
+                             quick_overrides(tiny_bert, shared_data) + ["train.bf16_base=false"])  # float32 both sides
     off = apply_overrides(recipe, ["train.exact_shortcuts=false"])
     assert recipe.train.exact_shortcuts is True
     assert recipe_fingerprint(off) == recipe_fingerprint(recipe)
@@ -191,3 +203,89 @@ def test_the_first_token_shortcut_is_not_taken_where_it_does_not_hold(tiny_bert,
         expected = model(**b).logits
         assert first_token_last_layer(model)
         torch.testing.assert_close(model(**b).logits, expected, rtol=0, atol=0)
+
+
+BF16 = "_zoo_bf16_base"
+
+
+def cosine(a, b):
+    return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
+
+
+def test_bf16_base_multiplies_the_frozen_base_in_bfloat16_and_trains_float32_lora(tiny_bert):
+    model, b = lora_classifier(tiny_bert), batch(tiny_bert)
+    model.train()
+    logits, grads = run(model, b)
+    layers = [m for m in model.modules() if type(m) is LoraLinear]
+    fuse_lora_forward(model)
+    assert cast_frozen_bases(model) == len(layers) > 0
+    for layer in layers:
+        weight, bias = vars(layer)[BF16]
+        assert weight.dtype == bias.dtype == torch.bfloat16 and not weight.requires_grad
+        assert torch.equal(weight, layer.base_layer.weight.detach().to(torch.bfloat16))
+    low_logits, low_grads = run(model, b)
+    assert low_logits.dtype == torch.float32 and not torch.equal(low_logits, logits)  # rounded: really bf16 products
+    torch.testing.assert_close(low_logits, logits, rtol=0.05, atol=0.05)
+    assert low_grads.keys() == grads.keys()
+    for name in grads:  # the trained tensors and their gradients stay float32, pointing where float32's do
+        assert low_grads[name].dtype == torch.float32
+        assert cosine(low_grads[name], grads[name]) > 0.99, name
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    drop_frozen_casts(model)
+    unfuse_lora_forward(model)
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in layers)
+    torch.testing.assert_close(run(model, b)[0], logits, rtol=0, atol=0)
+
+
+def test_bf16_base_leaves_a_trained_base_layer_in_float32(tiny_bert):
+    model = lora_classifier(tiny_bert)
+    layers = [m for m in model.modules() if type(m) is LoraLinear]
+    layers[0].base_layer.weight.requires_grad_(True)  # trained, so a copy made once would go stale
+    assert cast_frozen_bases(model) == len(layers) - 1
+    assert BF16 not in vars(layers[0])
+
+
+def test_bf16_base_is_switched_on_only_where_native_and_always_off_after(tiny_bert, monkeypatch, capsys):
+    import zoo.training.fused_lora as fused
+
+    assert fused.native_bf16("meta") is False
+    model = lora_classifier(tiny_bert)
+    layers = [m for m in model.modules() if type(m) is LoraLinear]
+    monkeypatch.setattr(fused, "native_bf16", lambda device: False)
+    with training_shortcuts(model, exact=False, bf16_base=True, name="sst2-lora"):
+        assert not any(BF16 in vars(m) or "forward" in vars(m) for m in layers)  # float32, PEFT's own forward
+    out = capsys.readouterr().out
+    assert "sst2-lora: train.bf16_base is set, but bf16 matrix products are not native on cpu" in out
+    assert "training in float32" in out
+    monkeypatch.setattr(fused, "native_bf16", lambda device: True)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with training_shortcuts(model, exact=False, bf16_base=True):
+            assert all(BF16 in vars(m) and "forward" in vars(m) for m in layers)
+            raise RuntimeError("interrupted")
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in layers)  # however the block ends
+
+
+def test_bf16_base_is_part_of_the_recipe_and_publishes_a_float32_plain_peft_adapter(tiny_bert, shared_data, tmp_path,
+                                                                                    monkeypatch):
+    from safetensors.torch import load_file
+
+    import zoo.training.fused_lora as fused
+    from zoo.training import train
+
+    recipe = apply_overrides(load_recipe(ROOT / "recipes" / "sst2_lora.py"), quick_overrides(tiny_bert, shared_data))
+    assert recipe.train.bf16_base is True
+    off = apply_overrides(recipe, ["train.bf16_base=false"])
+    assert recipe_fingerprint(off) != recipe_fingerprint(recipe)  # it changes what is trained
+    casts = []
+    real = fused.cast_frozen_bases
+    monkeypatch.setattr(fused, "native_bf16", lambda device: True)  # the path is taken on any CPU
+    monkeypatch.setattr(fused, "cast_frozen_bases", lambda model: casts.append(real(model)) or casts[-1])
+    result = train(recipe, output_dir=tmp_path / "run", progress=False)
+    assert casts and casts[0] > 0
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in result.model.modules())
+    meta = json.loads((result.adapter_dir / "zoo.json").read_text())
+    assert meta["recipe"]["train"]["bf16_base"] is True
+    tensors = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    assert tensors and all(t.dtype == torch.float32 for t in tensors.values())
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    PeftModel.from_pretrained(base, result.adapter_dir)

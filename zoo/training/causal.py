@@ -35,7 +35,7 @@ from zoo.training.causal_data import (
     target_text,
     tokenize_causal,
 )
-from zoo.training.fused_lora import exact_shortcuts
+from zoo.training.fused_lora import training_shortcuts
 from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     ZooTrainer,
@@ -179,7 +179,7 @@ def train_causal(recipe: Recipe, *, output_dir=None, resume: bool = False, progr
             callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
                    FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
         )
-        with exact_shortcuts(model, t.exact_shortcuts):  # then PEFT's own forward again
+        with training_shortcuts(model, t.exact_shortcuts, bf16_base=t.bf16_base, name=recipe.name):  # then PEFT's own forward again
             output = trainer.train(resume_from_checkpoint=True if resume else None)
         resumed_time_note(clock, recipe.name)
         trained = trainer.model

@@ -24,7 +24,7 @@ from zoo.data.tasks import get_task, load_split
 from zoo.errors import ZooError
 from zoo.methods import Method, of_recipe
 from zoo.models.classifier import load_base_classifier
-from zoo.training.fused_lora import exact_shortcuts
+from zoo.training.fused_lora import training_shortcuts
 from zoo.training.threads import FollowFreeCores
 from zoo.training.common import (
     ZooTrainer,
@@ -152,7 +152,7 @@ def train_classifier(
         callbacks=[*callbacks, *([EarlyStoppingCallback(t.early_stopping_patience)] if t.early_stopping_patience else []),
                    FinalEvaluationAfter(), FollowFreeCores(), clock, StopOnNonFinite()],  # last: it sees what every other callback of the step did
     )
-    with exact_shortcuts(model, t.exact_shortcuts, first_token=True):  # then the libraries' own forward again
+    with training_shortcuts(model, t.exact_shortcuts, first_token=True, bf16_base=t.bf16_base, name=recipe.name):  # then the libraries' own forward again
         output = trainer.train(resume_from_checkpoint=True if resume else None)
     wall = clock.seconds()  # with the time before an interruption when resumed
     resumed_time_note(clock, recipe.name)
