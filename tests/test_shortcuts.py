@@ -289,3 +289,30 @@ def test_bf16_base_is_part_of_the_recipe_and_publishes_a_float32_plain_peft_adap
     assert tensors and all(t.dtype == torch.float32 for t in tensors.values())
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     PeftModel.from_pretrained(base, result.adapter_dir)
+
+
+def test_bf16_base_trains_a_causal_lora_too(tiny_llama, shared_data, tmp_path, monkeypatch):
+    import zoo.training.fused_lora as fused
+    from tests.test_causal import quick
+    from zoo.training import train
+
+    recipe = apply_overrides(load_recipe(ROOT / "recipes" / "alpaca_lora.py"),
+                             quick(tiny_llama, shared_data, steps=2) + ["train.bf16_base=true"])
+    casts = []
+    real = fused.cast_frozen_bases
+    monkeypatch.setattr(fused, "native_bf16", lambda device: True)
+    monkeypatch.setattr(fused, "cast_frozen_bases", lambda model: casts.append(real(model)) or casts[-1])
+    result = train(recipe, output_dir=tmp_path / "run", progress=False)
+    assert casts and casts[0] > 0
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in result.model.modules())
+    assert json.loads((result.adapter_dir / "zoo.json").read_text())["recipe"]["train"]["bf16_base"] is True
+
+
+@pytest.mark.parametrize("recipe_file, message", [("sst2_ia3.py", "is for LoRA"), ("sst2_full.py", "is for LoRA"),
+                                                   ("sst2_prompt_tuning.py", "is for LoRA"),
+                                                   ("alpaca_qlora.py", "a QLoRA base is 4-bit")])
+def test_bf16_base_is_refused_where_there_is_no_float32_base_beside_lora(recipe_file, message):
+    from zoo.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=f"train.bf16_base {message}|{message}"):
+        apply_overrides(load_recipe(ROOT / "recipes" / recipe_file), ["train.bf16_base=true"])

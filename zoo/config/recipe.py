@@ -294,6 +294,12 @@ class Recipe:
                 raise RecipeError("quantization must be BitsAndBytesConfig(load_in_4bit=True, ...) (QLoRA)")
             if method_name(self.method) != "lora":
                 raise RecipeError(f"quantization (QLoRA) goes with LoraConfig, not {type(self.method).__name__}")
+        if self.train.bf16_base and method_name(self.method) != "lora":
+            raise RecipeError(f"train.bf16_base is for LoRA (a frozen base beside a float32 branch); {self.name} "
+                              f"trains {method_name(self.method)}: leave it out, or use train.bf16 (autocast)")
+        if self.train.bf16_base and self.quantization is not None:
+            raise RecipeError("train.bf16_base casts a float32 base; a QLoRA base is 4-bit with its own compute dtype "
+                              "(quantization.bnb_4bit_compute_dtype): leave it out")
         if self.causal:
             if self.prompt is None:
                 raise RecipeError(f"{self.name}: a causal-LM recipe needs prompt=PromptFormat(template=...) "
