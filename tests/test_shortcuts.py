@@ -77,9 +77,29 @@ def test_the_fused_forward_computes_what_pefts_does(tiny_bert):
     torch.testing.assert_close(run(model, b)[0], logits)
 
 
-@pytest.mark.parametrize("case", ["dropout", "dora", "lora_bias", "disabled", "mixed_batch", "autocast", "two_adapters"])
+def test_the_fused_forward_draws_loras_dropout_as_pefts_does(tiny_bert):
+    model, b = lora_classifier(tiny_bert, lora_dropout=0.3), batch(tiny_bert)
+    model.train()
+    torch.manual_seed(7)
+    logits, grads = run(model, b)
+    layers = [m for m in model.modules() if type(m) is LoraLinear]
+    fuse_lora_forward(model)
+    calls = []
+    for layer in layers:
+        layer.register_forward_hook(lambda m, args, out: calls.append(_fusable(m, args[0]) is not None))
+    torch.manual_seed(7)  # the same generator state: the same masks, drawn in the same order
+    fused_logits, fused_grads = run(model, b)
+    assert calls and all(calls)
+    torch.testing.assert_close(fused_logits, logits, rtol=1e-5, atol=1e-6)
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    torch.manual_seed(8)
+    assert not torch.allclose(run(model, b)[0], logits)  # the dropout is really drawn
+
+
+@pytest.mark.parametrize("case", ["dora", "lora_bias", "disabled", "mixed_batch", "autocast", "two_adapters"])
 def test_what_the_fused_forward_does_not_cover_goes_through_pefts_forward(tiny_bert, case):
-    config = {"dropout": {"lora_dropout": 0.1}, "dora": {"use_dora": True}, "lora_bias": {"lora_bias": True}}.get(case, {})
+    config = {"dora": {"use_dora": True}, "lora_bias": {"lora_bias": True}}.get(case, {})
     model, b = lora_classifier(tiny_bert, **config), batch(tiny_bert)
     model.eval()  # dropout off: PEFT's own output is deterministic, so the two can be compared
     with torch.no_grad():

@@ -16,7 +16,8 @@ were 2.5-3.5x as fast as float32 ones for MiniLM's shapes (662 tokens x 384 x 15
 included); autocast was not faster, since it casts every frozen weight again at each call. Not exact: the
 training trajectory is a bf16-rounded one's (accuracy unchanged on SST-2, bench/train_speed.py).
 
-Only the plain case is fused: one active adapter, no dropout, no variant (DoRA...), no LoRA bias, an
+LoRA's dropout (``nn.Dropout`` on the branch's input, as PEFT applies it) is drawn once per layer call, as in PEFT's
+forward, so the masks are the same draws. Only the plain case is fused: one active adapter, no variant (DoRA...), no LoRA bias, an
 ``nn.Linear`` base (not a quantized one, not GPT-2's Conv1D), no autocast, matching dtypes. Everything else, and
 every call with extra arguments (``adapter_names``: the registry's mixed batches), goes through PEFT's forward
 unchanged, decided at each call. The instance's ``forward`` is replaced; weights, state dicts and saved adapters
@@ -42,7 +43,7 @@ def _fusable(layer: LoraLinear, x: torch.Tensor) -> str | None:
             or getattr(layer, "fan_in_fan_out", False) or torch.is_autocast_enabled(x.device.type)):
         return None
     name = layer.active_adapters[0]
-    if name not in layer.lora_A or name in layer.lora_variant or not isinstance(layer.lora_dropout[name], nn.Identity):
+    if name not in layer.lora_A or name in layer.lora_variant or type(layer.lora_dropout[name]) not in (nn.Identity, nn.Dropout):
         return None
     a, b = layer.lora_A[name], layer.lora_B[name]
     if a.bias is not None or b.bias is not None or not (x.dtype == base.weight.dtype == a.weight.dtype == b.weight.dtype):
@@ -60,6 +61,8 @@ def _forward(self: LoraLinear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor
     base, a, b = self.base_layer, self.lora_A[name].weight, self.lora_B[name].weight
     shape = x.shape
     flat = x.reshape(-1, shape[-1])
+    dropout = self.lora_dropout[name]  # LoRA's branch only, one call per layer as in PEFT: the same masks
+    branch = flat if type(dropout) is nn.Identity else dropout(x).reshape(-1, shape[-1])
     low = vars(self).get(_BF16)
     if low is not None:  # the frozen base's product in bfloat16, back to float32 before LoRA's is added
         weight, bias = low
@@ -67,7 +70,7 @@ def _forward(self: LoraLinear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor
         out = (torch.addmm(bias, x16, weight.t()) if bias is not None else x16 @ weight.t()).to(flat.dtype)
     else:
         out = torch.addmm(base.bias, flat, base.weight.t()) if base.bias is not None else flat @ base.weight.t()
-    out = out.addmm_(flat @ a.t(), b.t(), alpha=self.scaling[name])  # addmm's backward does not need its output
+    out = out.addmm_(branch @ a.t(), b.t(), alpha=self.scaling[name])  # addmm's backward does not need its output
     return out.view(*shape[:-1], out.shape[-1])
 
 
