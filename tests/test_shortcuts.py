@@ -237,12 +237,19 @@ def test_bf16_base_multiplies_the_frozen_base_in_bfloat16_and_trains_float32_lor
     model.train()
     logits, grads = run(model, b)
     layers = [m for m in model.modules() if type(m) is LoraLinear]
+    bases = {id(m.base_layer) for m in layers}
+    plain = [m for name, m in model.named_modules() if type(m) is torch.nn.Linear and id(m) not in bases]
+    frozen = [m for m in plain if not m.weight.requires_grad]  # the keys, the pooler: no LoRA on them
+    assert frozen and len(frozen) < len(plain)  # the head is trained
     fuse_lora_forward(model)
-    assert cast_frozen_bases(model) == len(layers) > 0
+    assert cast_frozen_bases(model) == len(layers) + len(frozen)
     for layer in layers:
         weight, bias = vars(layer)[BF16]
         assert weight.dtype == bias.dtype == torch.bfloat16 and not weight.requires_grad
         assert torch.equal(weight, layer.base_layer.weight.detach().to(torch.bfloat16))
+        assert vars(layer.base_layer)[BF16] is vars(layer)[BF16]  # one copy, PEFT's fallback path uses it too
+    for linear in plain:
+        assert (BF16 in vars(linear) and "forward" in vars(linear)) == (linear in frozen)
     low_logits, low_grads = run(model, b)
     assert low_logits.dtype == torch.float32 and not torch.equal(low_logits, logits)  # rounded: really bf16 products
     torch.testing.assert_close(low_logits, logits, rtol=0.05, atol=0.05)
@@ -253,16 +260,25 @@ def test_bf16_base_multiplies_the_frozen_base_in_bfloat16_and_trains_float32_lor
     assert all(p.dtype == torch.float32 for p in model.parameters())
     drop_frozen_casts(model)
     unfuse_lora_forward(model)
-    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in layers)
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in model.modules())
     torch.testing.assert_close(run(model, b)[0], logits, rtol=0, atol=0)
 
 
-def test_bf16_base_leaves_a_trained_base_layer_in_float32(tiny_bert):
+def test_bf16_base_leaves_trained_layers_and_a_causal_lms_logits_in_float32(tiny_bert, tiny_llama):
     model = lora_classifier(tiny_bert)
     layers = [m for m in model.modules() if type(m) is LoraLinear]
     layers[0].base_layer.weight.requires_grad_(True)  # trained, so a copy made once would go stale
-    assert cast_frozen_bases(model) == len(layers) - 1
-    assert BF16 not in vars(layers[0])
+    cast_frozen_bases(model)
+    assert BF16 not in vars(layers[0]) and BF16 not in vars(layers[0].base_layer)
+    assert all(BF16 in vars(m) for m in layers[1:])
+    head = model.base_model.model.classifier.modules_to_save["default"]
+    assert BF16 not in vars(head) and "forward" not in vars(head)
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    lm.requires_grad_(False)
+    assert cast_frozen_bases(lm) > 0
+    assert BF16 not in vars(lm.get_output_embeddings())
+    drop_frozen_casts(lm)
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in lm.modules())
 
 
 def test_bf16_base_is_switched_on_only_where_native_and_always_off_after(tiny_bert, monkeypatch, capsys):
@@ -273,7 +289,7 @@ def test_bf16_base_is_switched_on_only_where_native_and_always_off_after(tiny_be
     layers = [m for m in model.modules() if type(m) is LoraLinear]
     monkeypatch.setattr(fused, "native_bf16", lambda device: False)
     with training_shortcuts(model, exact=False, bf16_base=True, name="sst2-lora"):
-        assert not any(BF16 in vars(m) or "forward" in vars(m) for m in layers)  # float32, PEFT's own forward
+        assert not any(BF16 in vars(m) or "forward" in vars(m) for m in model.modules())  # float32, PEFT's own forward
     out = capsys.readouterr().out
     assert "sst2-lora: train.bf16_base is set, but bf16 matrix products are not native on cpu" in out
     assert "training in float32" in out
@@ -282,7 +298,7 @@ def test_bf16_base_is_switched_on_only_where_native_and_always_off_after(tiny_be
         with training_shortcuts(model, exact=False, bf16_base=True):
             assert all(BF16 in vars(m) and "forward" in vars(m) for m in layers)
             raise RuntimeError("interrupted")
-    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in layers)  # however the block ends
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in model.modules())  # however the block ends
 
 
 def test_bf16_base_is_part_of_the_recipe_and_publishes_a_float32_plain_peft_adapter(tiny_bert, shared_data, tmp_path,
@@ -328,11 +344,30 @@ def test_bf16_base_trains_a_causal_lora_too(tiny_llama, shared_data, tmp_path, m
     assert json.loads((result.adapter_dir / "zoo.json").read_text())["recipe"]["train"]["bf16_base"] is True
 
 
-@pytest.mark.parametrize("recipe_file, message", [("sst2_ia3.py", "is for LoRA"), ("sst2_full.py", "is for LoRA"),
-                                                   ("sst2_prompt_tuning.py", "is for LoRA"),
+@pytest.mark.parametrize("recipe_file, message", [("sst2_full.py", "sst2-full trains every weight"),
+                                                   ("sst2_zero_shot_icl.py", "trains nothing"),
                                                    ("alpaca_qlora.py", "a QLoRA base is 4-bit")])
-def test_bf16_base_is_refused_where_there_is_no_float32_base_beside_lora(recipe_file, message):
+def test_bf16_base_is_refused_where_there_is_no_frozen_float32_base(recipe_file, message):
     from zoo.errors import RecipeError
 
-    with pytest.raises(RecipeError, match=f"train.bf16_base {message}|{message}"):
+    with pytest.raises(RecipeError, match=f"train.bf16_base .*{message}"):
         apply_overrides(load_recipe(ROOT / "recipes" / recipe_file), ["train.bf16_base=true"])
+
+
+@pytest.mark.parametrize("recipe_file", ["sst2_ia3.py", "sst2_prompt_tuning.py", "sst2_linear_probe.py",
+                                         "sst2_last_layers.py"])
+def test_bf16_base_trains_every_method_with_a_frozen_base(recipe_file, tiny_bert, shared_data, tmp_path, monkeypatch):
+    import zoo.training.fused_lora as fused
+    from zoo.training import train
+
+    extra = ["method.num_layers=1"] if recipe_file == "sst2_last_layers.py" else []  # the tiny base has 2 layers
+    recipe = apply_overrides(load_recipe(ROOT / "recipes" / recipe_file),
+                             quick_overrides(tiny_bert, shared_data, steps=2) + ["train.bf16_base=true", *extra])
+    casts = []
+    real = fused.cast_frozen_bases
+    monkeypatch.setattr(fused, "native_bf16", lambda device: True)
+    monkeypatch.setattr(fused, "cast_frozen_bases", lambda model: casts.append(real(model)) or casts[-1])
+    result = train(recipe, output_dir=tmp_path / "run", progress=False)
+    assert casts and casts[0] > 0
+    assert not any(BF16 in vars(m) or "forward" in vars(m) for m in result.model.modules()
+                   if type(m) is torch.nn.Linear)

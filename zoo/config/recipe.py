@@ -149,13 +149,13 @@ class TrainArgs:
                                         "RoBERTa classifier's last layer for the first token only, the one its head "
                                         "reads (zoo.training.first_token); false: PEFT's and transformers' own forward"})
     bf16_base: bool = field(
-        default=False, metadata={"help": "LoRA: the frozen base's linear layers multiply in bfloat16 while training "
-                                         "(their weights cast once; the trained weights, their gradients and the "
-                                         "optimizer stay float32; evaluation and the published adapter use the float32 "
-                                         "base). Only where bf16 matrix products are native (a CPU with AMX or "
-                                         "AVX512-BF16, a CUDA GPU with bf16); elsewhere the run says so and stays "
-                                         "float32. SST-2 LoRA on MiniLM: 1.3x the examples/s, same accuracy "
-                                         "(bench/train_speed.py)"})
+        default=False, metadata={"help": "the frozen base's linear layers multiply in bfloat16 while training (their "
+                                         "weights cast once; the trained weights (LoRA, a head, top layers), their "
+                                         "gradients and the optimizer stay float32; evaluation and the published "
+                                         "adapter use the float32 base). Only where bf16 matrix products are native (a "
+                                         "CPU with AMX or AVX512-BF16, a CUDA GPU with bf16); elsewhere the run says "
+                                         "so and stays float32. SST-2 LoRA on MiniLM: 1.4x the examples/s, same "
+                                         "accuracy (bench/train_speed.py)"})
     class_weights: Optional[str] = field(
         default=None, metadata={"help": "classifiers: 'balanced' weights each class's loss by n / (classes x its "
                                         "training count), for skewed labels and macro-F1; None: plain cross-entropy"})
@@ -294,9 +294,10 @@ class Recipe:
                 raise RecipeError("quantization must be BitsAndBytesConfig(load_in_4bit=True, ...) (QLoRA)")
             if method_name(self.method) != "lora":
                 raise RecipeError(f"quantization (QLoRA) goes with LoraConfig, not {type(self.method).__name__}")
-        if self.train.bf16_base and method_name(self.method) != "lora":
-            raise RecipeError(f"train.bf16_base is for LoRA (a frozen base beside a float32 branch); {self.name} "
-                              f"trains {method_name(self.method)}: leave it out, or use train.bf16 (autocast)")
+        if self.train.bf16_base and method_name(self.method) in ("full", "icl"):
+            raise RecipeError(f"train.bf16_base casts the frozen base's layers; {self.name} "
+                              f"{'trains every weight' if method_name(self.method) == 'full' else 'trains nothing'}: "
+                              "leave it out, or use train.bf16 (autocast)")
         if self.train.bf16_base and self.quantization is not None:
             raise RecipeError("train.bf16_base casts a float32 base; a QLoRA base is 4-bit with its own compute dtype "
                               "(quantization.bnb_4bit_compute_dtype): leave it out")

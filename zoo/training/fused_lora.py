@@ -8,8 +8,8 @@ products and the sum is the matrix product's own accumulation. Measured here (2 
 batches of 32): 187 -> 218 examples/s for a bare training loop; the logits are bitwise equal, gradients equal to
 about 3e-6 relative (summation order). See ``bench/train_speed.py`` (``--variant own_forward=train.exact_shortcuts=false``).
 
-With ``train.bf16_base`` the base's product is taken in bfloat16 against a bfloat16 copy of its frozen weight, made
-once when training starts (``bf16_base``): ``addmm(bias16, x16, W16^T)`` back in float32, then the float32 LoRA
+With ``train.bf16_base`` every frozen float32 ``nn.Linear`` multiplies in bfloat16 against a bfloat16 copy of its
+weight, made once when training starts (``cast_frozen_bases``); under LoRA, the fused forward does the base's product so: ``addmm(bias16, x16, W16^T)`` back in float32, then the float32 LoRA
 product added as above. Its backward (the input's gradient through ``W``) is a bfloat16 product too; the LoRA
 weights, their gradients and the optimizer stay float32. Where bf16 matrix products are native (AMX here) they
 were 2.5-3.5x as fast as float32 ones for MiniLM's shapes (662 tokens x 384 x 1536: 2.2 ms -> 0.63 ms, casts
@@ -87,23 +87,56 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
+def _frozen_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A frozen ``nn.Linear``'s product in bfloat16 against its cast weight, back in the input's float32."""
+    low = vars(self).get(_BF16)
+    if low is None or x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
+        return nn.Linear.forward(self, x)
+    weight, bias = low
+    shape = x.shape
+    x16 = x.reshape(-1, shape[-1]).to(torch.bfloat16)
+    out = (torch.addmm(bias, x16, weight.t()) if bias is not None else x16 @ weight.t()).to(x.dtype)
+    return out.view(*shape[:-1], out.shape[-1])
+
+
+def _bf16_copy(linear: nn.Linear) -> tuple:
+    bias = linear.bias.detach().to(torch.bfloat16) if linear.bias is not None else None
+    return linear.weight.detach().to(torch.bfloat16), bias
+
+
+def _frozen_float32(linear) -> bool:
+    return (type(linear) is nn.Linear and not linear.weight.requires_grad and linear.weight.dtype == torch.float32
+            and (linear.bias is None or not linear.bias.requires_grad))
+
+
 def cast_frozen_bases(model: nn.Module) -> int:
-    """Give every LoRA ``Linear`` whose base is a frozen float32 ``nn.Linear`` a bfloat16 copy of its weight and bias
-    for ``_forward`` (``train.bf16_base``); returns how many. Layers the fused forward does not take keep float32."""
+    """``train.bf16_base``: give every frozen float32 ``nn.Linear`` of ``model`` a bfloat16 copy of its weight and bias
+    and a forward that uses it, and every LoRA ``Linear`` over such a base the same copy for the fused forward
+    (``_forward``); returns how many layers were cast. Trained layers (a head, the top layers of last-layers
+    training), other dtypes and the output embeddings (a causal LM's logits) keep float32."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     count = 0
-    for module in model.modules():
+    for module in model.modules():  # a LoRA layer comes before its base layer, which shares its copy
+        if module is output or _BF16 in vars(module):
+            continue
         base = getattr(module, "base_layer", None)
-        if (type(module) is LoraLinear and type(base) is nn.Linear and not base.weight.requires_grad
-                and base.weight.dtype == torch.float32):
-            bias = base.bias.detach().to(torch.bfloat16) if base.bias is not None else None
-            setattr(module, _BF16, (base.weight.detach().to(torch.bfloat16), bias))
+        if type(module) is LoraLinear and _frozen_float32(base):
+            setattr(module, _BF16, _bf16_copy(base))
+            setattr(base, _BF16, vars(module)[_BF16])  # PEFT's own forward (where the fused one falls back) too
+            base.forward = types.MethodType(_frozen_linear_forward, base)
+            count += 1
+        elif _frozen_float32(module):
+            setattr(module, _BF16, _bf16_copy(module))
+            module.forward = types.MethodType(_frozen_linear_forward, module)
             count += 1
     return count
 
 
 def drop_frozen_casts(model: nn.Module) -> None:
+    """Every layer ``cast_frozen_bases`` cast back to its float32 weight and the library's own forward."""
     for module in model.modules():
-        vars(module).pop(_BF16, None)
+        if vars(module).pop(_BF16, None) is not None and type(module) is nn.Linear:
+            vars(module).pop("forward", None)
 
 
 def fuse_lora_forward(model: nn.Module) -> int:
@@ -128,7 +161,8 @@ def training_shortcuts(model: nn.Module, exact: bool, first_token: bool = False,
                        name: str = "this run"):
     """While training: with ``exact`` (``train.exact_shortcuts``) the fused LoRA forward and, for classifiers, the
     last layer for the first token only (``zoo.training.first_token``); with ``bf16_base`` (``train.bf16_base``) the
-    frozen base's products in bfloat16 where that is native (through the fused forward, which it switches on too).
+    frozen linear layers' products in bfloat16 where that is native (``cast_frozen_bases``; under LoRA through the
+    fused forward, which it switches on too).
     The libraries' own forward, and float32 only, again afterwards, however the block ends."""
     low = False
     if bf16_base:
