@@ -228,6 +228,18 @@ def test_the_first_token_shortcut_is_not_taken_where_it_does_not_hold(tiny_bert,
 BF16 = "_zoo_bf16_base"
 
 
+@pytest.fixture
+def casts(monkeypatch):
+    """bf16 taken as native (the path runs on any CPU); the list of what each cast_frozen_bases call cast."""
+    import zoo.training.fused_lora as fused
+
+    counts = []
+    real = fused.cast_frozen_bases
+    monkeypatch.setattr(fused, "native_bf16", lambda device: True)
+    monkeypatch.setattr(fused, "cast_frozen_bases", lambda model: counts.append(real(model)) or counts[-1])
+    return counts
+
+
 def cosine(a, b):
     return float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0))
 
@@ -302,20 +314,15 @@ def test_bf16_base_is_switched_on_only_where_native_and_always_off_after(tiny_be
 
 
 def test_bf16_base_is_part_of_the_recipe_and_publishes_a_float32_plain_peft_adapter(tiny_bert, shared_data, tmp_path,
-                                                                                    monkeypatch):
+                                                                                    casts):
     from safetensors.torch import load_file
 
-    import zoo.training.fused_lora as fused
     from zoo.training import train
 
     recipe = apply_overrides(load_recipe(ROOT / "recipes" / "sst2_lora.py"), quick_overrides(tiny_bert, shared_data))
     assert recipe.train.bf16_base is True
     off = apply_overrides(recipe, ["train.bf16_base=false"])
     assert recipe_fingerprint(off) != recipe_fingerprint(recipe)  # it changes what is trained
-    casts = []
-    real = fused.cast_frozen_bases
-    monkeypatch.setattr(fused, "native_bf16", lambda device: True)  # the path is taken on any CPU
-    monkeypatch.setattr(fused, "cast_frozen_bases", lambda model: casts.append(real(model)) or casts[-1])
     result = train(recipe, output_dir=tmp_path / "run", progress=False)
     assert casts and casts[0] > 0
     assert not any(BF16 in vars(m) or "forward" in vars(m) for m in result.model.modules())
@@ -327,17 +334,12 @@ def test_bf16_base_is_part_of_the_recipe_and_publishes_a_float32_plain_peft_adap
     PeftModel.from_pretrained(base, result.adapter_dir)
 
 
-def test_bf16_base_trains_a_causal_lora_too(tiny_llama, shared_data, tmp_path, monkeypatch):
-    import zoo.training.fused_lora as fused
+def test_bf16_base_trains_a_causal_lora_too(tiny_llama, shared_data, tmp_path, casts):
     from tests.test_causal import quick
     from zoo.training import train
 
     recipe = apply_overrides(load_recipe(ROOT / "recipes" / "alpaca_lora.py"),
                              quick(tiny_llama, shared_data, steps=2) + ["train.bf16_base=true"])
-    casts = []
-    real = fused.cast_frozen_bases
-    monkeypatch.setattr(fused, "native_bf16", lambda device: True)
-    monkeypatch.setattr(fused, "cast_frozen_bases", lambda model: casts.append(real(model)) or casts[-1])
     result = train(recipe, output_dir=tmp_path / "run", progress=False)
     assert casts and casts[0] > 0
     assert not any(BF16 in vars(m) or "forward" in vars(m) for m in result.model.modules())
@@ -356,17 +358,12 @@ def test_bf16_base_is_refused_where_there_is_no_frozen_float32_base(recipe_file,
 
 @pytest.mark.parametrize("recipe_file", ["sst2_ia3.py", "sst2_prompt_tuning.py", "sst2_linear_probe.py",
                                          "sst2_last_layers.py"])
-def test_bf16_base_trains_every_method_with_a_frozen_base(recipe_file, tiny_bert, shared_data, tmp_path, monkeypatch):
-    import zoo.training.fused_lora as fused
+def test_bf16_base_trains_every_method_with_a_frozen_base(recipe_file, tiny_bert, shared_data, tmp_path, casts):
     from zoo.training import train
 
     extra = ["method.num_layers=1"] if recipe_file == "sst2_last_layers.py" else []  # the tiny base has 2 layers
     recipe = apply_overrides(load_recipe(ROOT / "recipes" / recipe_file),
                              quick_overrides(tiny_bert, shared_data, steps=2) + ["train.bf16_base=true", *extra])
-    casts = []
-    real = fused.cast_frozen_bases
-    monkeypatch.setattr(fused, "native_bf16", lambda device: True)
-    monkeypatch.setattr(fused, "cast_frozen_bases", lambda model: casts.append(real(model)) or casts[-1])
     result = train(recipe, output_dir=tmp_path / "run", progress=False)
     assert casts and casts[0] > 0
     assert not any(BF16 in vars(m) or "forward" in vars(m) for m in result.model.modules()

@@ -294,9 +294,9 @@ class Recipe:
                 raise RecipeError("quantization must be BitsAndBytesConfig(load_in_4bit=True, ...) (QLoRA)")
             if method_name(self.method) != "lora":
                 raise RecipeError(f"quantization (QLoRA) goes with LoraConfig, not {type(self.method).__name__}")
-        if self.train.bf16_base and method_name(self.method) in ("full", "icl"):
-            raise RecipeError(f"train.bf16_base casts the frozen base's layers; {self.name} "
-                              f"{'trains every weight' if method_name(self.method) == 'full' else 'trains nothing'}: "
+        unfrozen = {"full": "trains every weight", "icl": "trains nothing"}.get(method_name(self.method))
+        if self.train.bf16_base and unfrozen:
+            raise RecipeError(f"train.bf16_base casts the frozen base's layers; {self.name} {unfrozen}: "
                               "leave it out, or use train.bf16 (autocast)")
         if self.train.bf16_base and self.quantization is not None:
             raise RecipeError("train.bf16_base casts a float32 base; a QLoRA base is 4-bit with its own compute dtype "

@@ -9,18 +9,18 @@ batches of 32): 187 -> 218 examples/s for a bare training loop; the logits are b
 about 3e-6 relative (summation order). See ``bench/train_speed.py`` (``--variant own_forward=train.exact_shortcuts=false``).
 
 With ``train.bf16_base`` every frozen float32 ``nn.Linear`` multiplies in bfloat16 against a bfloat16 copy of its
-weight, made once when training starts (``cast_frozen_bases``); under LoRA, the fused forward does the base's product so: ``addmm(bias16, x16, W16^T)`` back in float32, then the float32 LoRA
-product added as above. Its backward (the input's gradient through ``W``) is a bfloat16 product too; the LoRA
+weight, made once when training starts (``cast_frozen_bases``); under LoRA, the fused forward does the base's
+product so: ``addmm(bias16, x16, W16^T)`` back in float32, then the float32 LoRA product added as above. Its backward (the input's gradient through ``W``) is a bfloat16 product too; the LoRA
 weights, their gradients and the optimizer stay float32. Where bf16 matrix products are native (AMX here) they
 were 2.5-3.5x as fast as float32 ones for MiniLM's shapes (662 tokens x 384 x 1536: 2.2 ms -> 0.63 ms, casts
 included); autocast was not faster, since it casts every frozen weight again at each call. Not exact: the
 training trajectory is a bf16-rounded one's (accuracy unchanged on SST-2, bench/train_speed.py).
 
 LoRA's dropout (``nn.Dropout`` on the branch's input, as PEFT applies it) is drawn once per layer call, as in PEFT's
-forward, so the masks are the same draws. Only the plain case is fused: one active adapter, no variant (DoRA...), no LoRA bias, an
-``nn.Linear`` base (not a quantized one, not GPT-2's Conv1D), no autocast, matching dtypes. Everything else, and
-every call with extra arguments (``adapter_names``: the registry's mixed batches), goes through PEFT's forward
-unchanged, decided at each call. The instance's ``forward`` is replaced; weights, state dicts and saved adapters
+forward, so the masks are the same draws. Only the plain case is fused: one active adapter, no variant (DoRA...),
+no LoRA bias, an ``nn.Linear`` base (not a quantized one, not GPT-2's Conv1D), no autocast, matching dtypes.
+Everything else, and every call with extra arguments (``adapter_names``: the registry's mixed batches), goes
+through PEFT's forward unchanged, decided at each call. The instance's ``forward`` is replaced; weights, state dicts and saved adapters
 are PEFT's own.
 """
 
@@ -54,6 +54,11 @@ def _fusable(layer: LoraLinear, x: torch.Tensor) -> str | None:
 _BF16 = "_zoo_bf16_base"  # the layer's (weight, bias) cast to bfloat16, while bf16_base is on
 
 
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x W^T + b`` for a 2-D ``x``: one ``addmm`` where there is a bias."""
+    return torch.addmm(bias, x, weight.t()) if bias is not None else x @ weight.t()
+
+
 def _forward(self: LoraLinear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     name = None if (args or kwargs) else _fusable(self, x)
     if name is None:
@@ -63,13 +68,11 @@ def _forward(self: LoraLinear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor
     flat = x.reshape(-1, shape[-1])
     dropout = self.lora_dropout[name]  # LoRA's branch only, one call per layer as in PEFT: the same masks
     branch = flat if type(dropout) is nn.Identity else dropout(x).reshape(-1, shape[-1])
-    low = vars(self).get(_BF16)
-    if low is not None:  # the frozen base's product in bfloat16, back to float32 before LoRA's is added
-        weight, bias = low
-        x16 = flat.to(torch.bfloat16)
-        out = (torch.addmm(bias, x16, weight.t()) if bias is not None else x16 @ weight.t()).to(flat.dtype)
+    low = vars(self).get(_BF16)  # the frozen base's product in bfloat16, back to float32 before LoRA's is added
+    if low is not None:
+        out = _linear(flat.to(torch.bfloat16), *low).to(flat.dtype)
     else:
-        out = torch.addmm(base.bias, flat, base.weight.t()) if base.bias is not None else flat @ base.weight.t()
+        out = _linear(flat, base.weight, base.bias)
     out = out.addmm_(branch @ a.t(), b.t(), alpha=self.scaling[name])  # addmm's backward does not need its output
     return out.view(*shape[:-1], out.shape[-1])
 
@@ -92,10 +95,8 @@ def _frozen_linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     low = vars(self).get(_BF16)
     if low is None or x.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type):
         return nn.Linear.forward(self, x)
-    weight, bias = low
     shape = x.shape
-    x16 = x.reshape(-1, shape[-1]).to(torch.bfloat16)
-    out = (torch.addmm(bias, x16, weight.t()) if bias is not None else x16 @ weight.t()).to(x.dtype)
+    out = _linear(x.reshape(-1, shape[-1]).to(torch.bfloat16), *low).to(x.dtype)
     return out.view(*shape[:-1], out.shape[-1])
 
 
