@@ -87,6 +87,20 @@ def card_metadata(record: AdapterRecord, method: MethodText) -> dict:
     }
 
 
+def offsets_text(record: AdapterRecord) -> str | None:
+    """The card's sentence on ``train.tune_offsets`` (zoo.json ``metrics.offsets``), None when there are none or
+    they are not the numbers the zoo writes."""
+    o = record.metrics.get("offsets")
+    real = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if not (isinstance(o, dict) and type(o.get("n")) is int and real(o.get("before")) and real(o.get("after"))
+            and isinstance(o.get("metric"), str) and len(o["metric"]) <= 60 and o["metric"].isprintable()):
+        return None
+    return (f"The head's bias holds per-class offsets tuned after training for {o['metric']} on {o['n']:,} "
+            f"training examples (there {o['before']:.4f} -> {o['after']:.4f}), so the adapter predicts with them "
+            "and the figures above include them; the validation split was not used to tune them (`offsets` in "
+            "zoo.json).")
+
+
 def render_card(record: AdapterRecord, method: MethodText, template: str | None = None) -> str:
     """The model card (README.md) of an adapter: YAML front matter for the Hub, then what it is, its
     results, how to load it with and without adapter-zoo (the method's own words), and how to reproduce it."""
@@ -103,7 +117,8 @@ def render_card(record: AdapterRecord, method: MethodText, template: str | None 
     front = card_yaml(card_metadata(record, method)).strip()
     m = record.to_dict()
     usage = env.from_string(method.usage).render(m=m) if method.usage else ""
-    return env.get_template(template).render(front_matter=front, m=m, r=record.recipe, method=method, usage=usage)
+    return env.get_template(template).render(front_matter=front, m=m, r=record.recipe, method=method, usage=usage,
+                                             offsets=offsets_text(record))
 
 
 def card_yaml(metadata: dict) -> str:

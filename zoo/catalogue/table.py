@@ -44,6 +44,7 @@ class Row:
     adapter_mib: float | None = None
     kind: str = "adapter"     # "adapter", "in-context" or "majority"
     sweep: dict | None = None  # the grid values of a sweep run (zoo.json "sweep"), when there is one
+    offsets: bool = False     # its head's bias holds offsets tuned for the metric (train.tune_offsets)
 
 
 def _number(value):
@@ -79,6 +80,7 @@ def row_of(record: dict) -> Row:
         adapter_mib=round(size / 2**20, 3) if size is not None else None,
         kind="in-context" if record.get("method") == "icl" else "adapter",
         sweep=record.get("sweep") if isinstance(record.get("sweep"), dict) else None,
+        offsets=isinstance((record.get("metrics") or {}).get("offsets"), dict),
     )
 
 
@@ -129,7 +131,7 @@ def markdown(rows: list[Row]) -> str:
     keys = list(COLUMNS)
     lines = ["| " + " | ".join(COLUMNS[k] for k in keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        name = f"*{r.method}*" if r.kind != "adapter" else r.method
+        name = f"*{r.method}*" if r.kind != "adapter" else r.method + (" (tuned offsets)" if r.offsets else "")
         values = {**asdict(r), "method": name}
         lines.append("| " + " | ".join(_cell(values[k]) for k in keys) + " |")
     return "\n".join(lines) + "\n"

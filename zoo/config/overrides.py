@@ -7,7 +7,7 @@ Example:
     >>> apply_overrides(r, ["train.epochz=1"])
     Traceback (most recent call last):
     ...
-    zoo.errors.RecipeError: --set train.epochz: unknown key 'epochz' on TrainArgs; known keys: base_dropout, batch_size, bf16, bf16_base, class_weights, early_stopping_patience, epochs, eval_batch_size, eval_steps, exact_shortcuts, gradient_accumulation_steps, group_by_length, learning_rate, length_group_batches, logging_steps, max_eval_samples, max_generate_samples, max_grad_norm, max_length, max_steps, max_train_samples, save_total_limit, warmup_ratio, weight_decay
+    zoo.errors.RecipeError: --set train.epochz: unknown key 'epochz' on TrainArgs; known keys: base_dropout, batch_size, bf16, bf16_base, class_weights, early_stopping_patience, epochs, eval_batch_size, eval_steps, exact_shortcuts, gradient_accumulation_steps, group_by_length, learning_rate, length_group_batches, logging_steps, max_eval_samples, max_generate_samples, max_grad_norm, max_length, max_steps, max_train_samples, save_total_limit, tune_offsets, warmup_ratio, weight_decay
 """
 
 from __future__ import annotations

@@ -159,6 +159,12 @@ class TrainArgs:
     class_weights: Optional[str] = field(
         default=None, metadata={"help": "classifiers: 'balanced' weights each class's loss by n / (classes x its "
                                         "training count), for skewed labels and macro-F1; None: plain cross-entropy"})
+    tune_offsets: bool = field(
+        default=False, metadata={"help": "classifiers: after training, add to each class's logit the offset (in the "
+                                         "head's bias, so the adapter stays plain PEFT) whose argmax scores best on the "
+                                         "task's official metric over a seeded sample of up to 10,000 training "
+                                         "examples; validation is not used. For macro-F1 over skewed labels "
+                                         "(zoo.data.metrics.tune_offsets)"})
 
     def __post_init__(self):
         self.validate()
@@ -298,6 +304,9 @@ class Recipe:
         if self.train.bf16_base and unfrozen:
             raise RecipeError(f"train.bf16_base casts the frozen base's layers; {self.name} {unfrozen}: "
                               "leave it out, or use train.bf16 (autocast)")
+        if self.train.tune_offsets and self.causal:
+            raise RecipeError(f"train.tune_offsets moves a classification head's bias; {self.name} has no head "
+                              "(a causal LM answers in words): leave it out")
         if self.train.bf16_base and self.quantization is not None:
             raise RecipeError("train.bf16_base casts a float32 base; a QLoRA base is 4-bit with its own compute dtype "
                               "(quantization.bnb_4bit_compute_dtype): leave it out")
@@ -388,7 +397,7 @@ _VOLATILE = ("base_model_name_or_path", "peft_version", "revision", "inference_m
 
 # Settings added after adapters were built with fingerprints, with their defaults: left out of the hash while at
 # their default (which trains what was trained before they existed), so that adding one does not make `zoo train` rebuild the zoo.
-_LATER_SETTINGS = (("train", "base_dropout", None), ("train", "bf16_base", False))
+_LATER_SETTINGS = (("train", "base_dropout", None), ("train", "bf16_base", False), ("train", "tune_offsets", False))
 # Settings that choose how a run computes, not what it trains (the same function, up to float summation order):
 # never in the hash.
 _HOW_SETTINGS = (("train", "exact_shortcuts"),)

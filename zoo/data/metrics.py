@@ -84,3 +84,55 @@ def majority_baseline(train_labels, eval_labels, task: Task) -> dict:
     if official is not None:
         out["official"] = official
     return out
+
+
+def _scorer(task: Task, labels: np.ndarray):
+    """predictions -> the task's official metric (accuracy where it has none), from a confusion count: the same
+    figures as ``official_metric`` (sklearn's, zero_division=0) at a fraction of the cost, for ``tune_offsets``."""
+    k = len(task.labels)
+    labels = np.asarray(labels, dtype=np.int64)
+    true = np.bincount(labels, minlength=k)
+    if task.official is None:
+        return lambda p: float((p == labels).mean())
+    kind, _, names = task.official.partition(":")
+    chosen = list(range(k)) if kind == "macro_f1" else [task.labels.index(n) for n in names.split(",")]
+
+    def score(predictions: np.ndarray) -> float:
+        tp = np.bincount(labels[predictions == labels], minlength=k)
+        denominator = true + np.bincount(predictions, minlength=k)  # 2tp + fp + fn
+        f1 = np.divide(2.0 * tp, denominator, out=np.zeros(k), where=denominator > 0)
+        return float(f1[chosen].mean())
+
+    return score
+
+
+def tune_offsets(logits: np.ndarray, labels: np.ndarray, task: Task, *, rounds: int = 3,
+                 span: float = 1.5, points: int = 31) -> tuple[np.ndarray, float, float]:
+    """Per-class offsets added to ``logits`` whose argmax scores best on the task's official metric (accuracy
+    where it has none): (offsets, score before, score after). A class-weighted loss sets each class's share of
+    the predictions only roughly, and macro-F1 is decided by those shares; on TweetEval emoji, balanced weights
+    left the commonest emoji (21 % of tweets) with 2 % of the predictions.
+
+    Coordinate ascent: each class's offset in turn takes the best of ``points`` values in [-span, span] x the
+    logits' typical spread (the others held), for at most ``rounds`` rounds; ties keep the current value, so
+    the score never falls. The offsets are centred (an argmax does not see a shift of them all)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    k = logits.shape[1]
+    score = _scorer(task, labels)
+    before = best = score(logits.argmax(axis=1))
+    spread = float(np.median(logits.std(axis=1))) or 1.0
+    grid = np.linspace(-span, span, points) * spread
+    offsets = np.zeros(k)
+    for _ in range(rounds):
+        changed = False
+        for c in range(k):
+            others = logits + offsets
+            others[:, c] = -np.inf
+            rival, rival_class = others.max(axis=1), others.argmax(axis=1)
+            for value in grid:
+                s = score(np.where(logits[:, c] + value > rival, c, rival_class))
+                if s > best + 1e-12:
+                    best, offsets[c], changed = s, value, True
+        if not changed:
+            break
+    return offsets - offsets.mean(), before, best

@@ -79,3 +79,15 @@ def max_positions(config) -> int | None:
                 value -= (getattr(config, "pad_token_id", None) or 0) + 1
             return value
     return None
+
+
+def output_layer(model, classes: int) -> nn.Linear:
+    """The trained Linear that writes a classifier's logits (BERT's classifier, RoBERTa's out_proj; under PEFT the
+    copy in ``modules_to_save``), with its bias: where ``train.tune_offsets`` puts its offsets."""
+    found = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == classes
+             and m.weight.requires_grad and not hasattr(m, "base_layer")]
+    if len(found) != 1 or found[0].bias is None:
+        what = "no bias" if len(found) == 1 else f"{len(found)} trained Linear layers with {classes} outputs"
+        raise RecipeError(f"train.tune_offsets needs one trained output layer with a bias; {type(model).__name__} "
+                          f"has {what}: leave train.tune_offsets out")
+    return found[0]
