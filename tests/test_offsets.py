@@ -150,3 +150,22 @@ def test_the_report_says_which_figures_include_tuned_offsets():
     table = markdown(list(rows.values()))
     assert table.count("LoRA (tuned offsets)") == 1
     assert "offsets" in to_csv(list(rows.values())).splitlines()[0]
+
+
+def test_the_spaces_results_tab_marks_tuned_offsets_too(tiny_bert, tmp_path):
+    from zoo.demo.catalogue import Catalogue
+    from zoo.hub.backends import LocalBackend
+    from zoo.hub.local import LocalHub
+    from zoo.testing import make_adapter
+
+    hub = LocalHub(tmp_path / "hub")
+    for name, offsets in (("sst2-lora", True), ("rte-lora", False)):
+        folder = make_adapter(str(tiny_bert), tmp_path / name, name=name, method="lora",
+                              labels=("negative", "positive"), seed=1)
+        if offsets:
+            record = json.loads((folder / "zoo.json").read_text())
+            record["metrics"]["offsets"] = {"split": "train", "n": 10, "per_label": {"negative": 0.1, "positive": -0.1}}
+            (folder / "zoo.json").write_text(json.dumps(record))
+        hub.push(folder)
+    methods = {r["adapter"]: r["method"] for r in Catalogue(LocalBackend(hub)).results()}
+    assert methods == {"sst2-lora": "LoRA (tuned offsets)", "rte-lora": "LoRA"}

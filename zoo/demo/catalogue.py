@@ -376,12 +376,14 @@ class Catalogue:
     def _rows(self, task: Optional[str]) -> list[tuple[str, Row]]:
         """(entry id, row) pairs from one snapshot of the entries, so that an id always goes with its own row."""
         return [(e.id, row_of({"name": e.name, "task": e.task, "method": e.method, "base_model": e.base,
-                               "metrics": {"validation": e.metrics}, "efficiency": e.efficiency}))
+                               "metrics": {"validation": e.metrics, **({"offsets": {}} if e.offsets else {})},
+                               "efficiency": e.efficiency}))
                 for e in list(self.entries.values()) if not task or e.task == task]
 
     def results(self, task: Optional[str] = None) -> list[dict]:
         """:meth:`result_rows` as the Results tab's table rows (with each entry's id)."""
-        return [{"task": r.task, "adapter": r.adapter, "method": r.method, "base": r.base, "metric": r.metric,
+        return [{"task": r.task, "adapter": r.adapter, "method": r.method + (" (tuned offsets)" if r.offsets else ""),
+                 "base": r.base, "metric": r.metric,
                  "value": r.value, "trainable_params": r.trainable_params, "trainable_pct": r.trainable_pct,
                  "train_seconds": r.train_seconds, "adapter_mib": r.adapter_mib, "entry": i}
                 for i, r in self._rows(task)]

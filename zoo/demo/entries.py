@@ -43,6 +43,7 @@ class Entry:
     revision: str  # a folder (local hub) or a commit (Hub): a new push is a new revision
     metrics: dict = field(default_factory=dict, compare=False)
     efficiency: dict = field(default_factory=dict, compare=False)
+    offsets: bool = field(default=False, compare=False)  # its head holds offsets tuned for the metric (zoo.json)
 
     @property
     def id(self) -> str:
@@ -88,7 +89,8 @@ def entry_of(row: dict) -> Entry:
                  method=row["method"], causal=causal, labelled=labelled, fields=fields,
                  revision=str(row.get("revision") or row.get("path") or ""),
                  metrics=dict((row.get("metrics") or {}).get("validation") or {}),
-                 efficiency=dict(row.get("efficiency") or {}))
+                 efficiency=dict(row.get("efficiency") or {}),
+                 offsets=isinstance((row.get("metrics") or {}).get("offsets"), dict))
 
 
 def kind_of(value) -> str:
