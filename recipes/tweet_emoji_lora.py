@@ -24,6 +24,7 @@ recipe = Recipe(
     # 0.2434 adapter: 0.2434 -> 0.2734 on validation; tuned on one half of validation and scored on the other, the
     # gain was +0.019 +- 0.006 (6 splits), so it is not an artefact of one split. Offsets are a decision rule for
     # one metric: they trade accuracy on the common emoji for recall on the rare ones, which is what macro-F1 asks.
+    # This recipe, two seeds: 42 (published) 0.2480 -> 0.2702, 43 (--set seed=43) 0.2440 -> 0.2780 with the offsets.
     train=TrainArgs(learning_rate=1e-3, epochs=6, batch_size=32, max_length=64, warmup_ratio=0.06, weight_decay=0.01,
                     early_stopping_patience=2, class_weights="balanced",
                     tune_offsets=True),
