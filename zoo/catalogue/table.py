@@ -46,6 +46,11 @@ class Row:
     sweep: dict | None = None  # the grid values of a sweep run (zoo.json "sweep"), when there is one
     offsets: bool = False     # its head's bias holds offsets tuned for the metric (train.tune_offsets)
 
+    @property
+    def title(self) -> str:
+        """How tables name the row's method: its title, marked when its figure includes tuned offsets."""
+        return self.method + (" (tuned offsets)" if self.offsets else "")
+
 
 def _number(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -131,7 +136,7 @@ def markdown(rows: list[Row]) -> str:
     keys = list(COLUMNS)
     lines = ["| " + " | ".join(COLUMNS[k] for k in keys) + " |", "|" + "---|" * len(keys)]
     for r in rows:
-        name = f"*{r.method}*" if r.kind != "adapter" else r.method + (" (tuned offsets)" if r.offsets else "")
+        name = f"*{r.method}*" if r.kind != "adapter" else r.title
         values = {**asdict(r), "method": name}
         lines.append("| " + " | ".join(_cell(values[k]) for k in keys) + " |")
     return "\n".join(lines) + "\n"

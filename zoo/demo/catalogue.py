@@ -382,7 +382,7 @@ class Catalogue:
 
     def results(self, task: Optional[str] = None) -> list[dict]:
         """:meth:`result_rows` as the Results tab's table rows (with each entry's id)."""
-        return [{"task": r.task, "adapter": r.adapter, "method": r.method + (" (tuned offsets)" if r.offsets else ""),
+        return [{"task": r.task, "adapter": r.adapter, "method": r.title,
                  "base": r.base, "metric": r.metric,
                  "value": r.value, "trainable_params": r.trainable_params, "trainable_pct": r.trainable_pct,
                  "train_seconds": r.train_seconds, "adapter_mib": r.adapter_mib, "entry": i}
