@@ -158,14 +158,27 @@ def test_the_spaces_results_tab_marks_tuned_offsets_too(tiny_bert, tmp_path):
     from zoo.hub.local import LocalHub
     from zoo.testing import make_adapter
 
+    from zoo.catalogue.table import row_of
+
     hub = LocalHub(tmp_path / "hub")
-    for name, offsets in (("sst2-lora", True), ("rte-lora", False)):
-        folder = make_adapter(str(tiny_bert), tmp_path / name, name=name, method="lora",
-                              labels=("negative", "positive"), seed=1)
+    records = {}
+    for name, task, labels, offsets in (("sst2-lora", "glue/sst2", ("negative", "positive"), True),
+                                        ("irony-lora", "tweet_eval/irony", ("non_irony", "irony"), False)):
+        folder = make_adapter(str(tiny_bert), tmp_path / name, name=name, method="lora", labels=labels, task=task,
+                              seed=1)
+        record = json.loads((folder / "zoo.json").read_text())
+        record["metrics"]["validation"] = {"accuracy": 0.8, **({} if task == "glue/sst2" else {"official": 0.7})}
+        record["official_metric"] = "a stranger's name"  # a known task's metric is named by the task
         if offsets:
-            record = json.loads((folder / "zoo.json").read_text())
             record["metrics"]["offsets"] = {"split": "train", "n": 10, "per_label": {"negative": 0.1, "positive": -0.1}}
-            (folder / "zoo.json").write_text(json.dumps(record))
+        (folder / "zoo.json").write_text(json.dumps(record))
+        records[name] = record
         hub.push(folder)
-    methods = {r["adapter"]: r["method"] for r in Catalogue(LocalBackend(hub)).results()}
-    assert methods == {"sst2-lora": "LoRA (tuned offsets)", "rte-lora": "LoRA"}
+    rows = {r["adapter"]: r for r in Catalogue(LocalBackend(hub)).results()}
+    assert {n: r["method"] for n, r in rows.items()} == {"sst2-lora": "LoRA (tuned offsets)", "irony-lora": "LoRA"}
+    assert {n: (r["metric"], r["value"]) for n, r in rows.items()} == \
+        {"sst2-lora": ("accuracy", 0.8), "irony-lora": ("F1 of irony", 0.7)}
+    for name, record in records.items():  # zoo report's row of the same record says the same
+        assert (row_of(record).title, row_of(record).metric) == (rows[name]["method"], rows[name]["metric"])
+    unknown = row_of({**records["irony-lora"], "task": "someone/else"})
+    assert unknown.metric == "a stranger's name"

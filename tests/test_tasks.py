@@ -73,3 +73,21 @@ def test_official_metrics():
     assert "official" not in classification_metrics(logits, labels, get_task("glue/sst2"))
     base = majority_baseline([0, 0, 1], [0, 1, 1, 1], get_task("glue/sst2"))
     assert base == {"label": "negative", "accuracy": 0.25, "macro_f1": pytest.approx(0.2)}
+
+
+def test_official_metric_names_and_malformed_specs():
+    import dataclasses
+
+    from zoo.data.metrics import _scorer, official_metric, official_name
+    stance, irony = get_task("tweet_eval/stance_climate"), get_task("tweet_eval/irony")
+    assert official_name(stance) == "mean F1 of against and favor"
+    assert official_name(irony) == "F1 of irony"
+    assert official_name(get_task("tweet_eval/emoji")) == "macro-F1"
+    assert official_name(get_task("glue/sst2")) is None
+    labels, predictions = np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1])
+    for spec in ("f1:nope", "mean_f1:", "f1:against,favor", "median:against", "macro_f1:against", "f1"):
+        bad = dataclasses.replace(stance, official=spec)
+        for use in (lambda: official_metric(bad, labels, predictions), lambda: official_name(bad),
+                    lambda: _scorer(bad, labels)):
+            with pytest.raises(ValueError, match="unknown official metric"):
+                use()

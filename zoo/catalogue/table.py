@@ -15,6 +15,8 @@ import csv
 import io
 from dataclasses import asdict, dataclass, fields
 
+from zoo.data.metrics import official_name
+from zoo.data.tasks import TASKS
 from zoo.methods import METHODS
 
 # The figure a row is judged by, in order of preference: the task's official metric, accuracy, ROUGE-L,
@@ -62,9 +64,17 @@ def _metric(record: dict) -> tuple[str | None, str | None, float | None]:
     for key in METRIC_KEYS:
         value = _number(validation.get(key))
         if value is not None:
-            name = record.get("official_metric") or "official" if key == "official" else key
+            name = _official_name(record) if key == "official" else key
             return key, name, float(value)
     return None, None, None
+
+
+def _official_name(record: dict) -> str:
+    """The official metric's name: the task's own (``zoo.data.metrics.official_name``) for a task the zoo knows,
+    whoever published the record and whatever it says; the record's for a task it does not."""
+    task = TASKS.get(record.get("task"))
+    known = official_name(task) if task is not None else None
+    return known or record.get("official_metric") or "official"
 
 
 def row_of(record: dict) -> Row:

@@ -19,30 +19,40 @@ from sklearn.metrics import f1_score
 from zoo.data.tasks import Task
 
 
-def official_metric(task: Task, labels: np.ndarray, predictions: np.ndarray) -> float | None:
-    """TweetEval's official metric for the task (see the data README); None where the task has none."""
+def _official(task: Task) -> tuple[str, list[int]] | None:
+    """The task's official metric as (kind, the class ids it averages F1 over); None where it has none. The one
+    reader of ``Task.official`` ("macro_f1", "f1:NAME", "mean_f1:A,B"): the metric, its name and the fast scorer
+    of ``tune_offsets`` all go through it."""
     if task.official is None:
         return None
-    ids = list(range(len(task.labels)))
     if task.official == "macro_f1":
-        return float(f1_score(labels, predictions, labels=ids, average="macro", zero_division=0))
+        return "macro_f1", list(range(len(task.labels)))
     kind, _, names = task.official.partition(":")
-    per_class = f1_score(labels, predictions, labels=ids, average=None, zero_division=0)
-    chosen = [per_class[task.labels.index(n)] for n in names.split(",")]
-    if kind == "f1":
-        return float(chosen[0])
-    if kind == "mean_f1":
-        return float(np.mean(chosen))
-    raise ValueError(f"unknown official metric {task.official!r} for task {task.name}")
+    chosen = names.split(",")
+    if kind not in ("f1", "mean_f1") or not names or (kind == "f1") != (len(chosen) == 1) \
+            or any(n not in task.labels for n in chosen):
+        raise ValueError(f"unknown official metric {task.official!r} for task {task.name}")
+    return kind, [task.labels.index(n) for n in chosen]
+
+
+def official_metric(task: Task, labels: np.ndarray, predictions: np.ndarray) -> float | None:
+    """TweetEval's official metric for the task (see the data README); None where the task has none."""
+    official = _official(task)
+    if official is None:
+        return None
+    per_class = f1_score(labels, predictions, labels=list(range(len(task.labels))), average=None, zero_division=0)
+    return float(np.mean(per_class[official[1]]))
 
 
 def official_name(task: Task) -> str | None:
-    if task.official is None:
+    official = _official(task)
+    if official is None:
         return None
-    if task.official == "macro_f1":
+    kind, chosen = official
+    if kind == "macro_f1":
         return "macro-F1"
-    kind, _, names = task.official.partition(":")
-    return f"F1 of {names}" if kind == "f1" else f"mean F1 of {' and '.join(names.split(','))}"
+    names = [task.labels[i] for i in chosen]
+    return f"F1 of {names[0]}" if kind == "f1" else f"mean F1 of {' and '.join(names)}"
 
 
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -92,10 +102,10 @@ def _scorer(task: Task, labels: np.ndarray):
     k = len(task.labels)
     labels = np.asarray(labels, dtype=np.int64)
     true = np.bincount(labels, minlength=k)
-    if task.official is None:
+    official = _official(task)
+    if official is None:
         return lambda p: float((p == labels).mean())
-    kind, _, names = task.official.partition(":")
-    chosen = list(range(k)) if kind == "macro_f1" else [task.labels.index(n) for n in names.split(",")]
+    chosen = official[1]
 
     def score(predictions: np.ndarray) -> float:
         tp = np.bincount(labels[predictions == labels], minlength=k)

@@ -376,7 +376,7 @@ class Catalogue:
     def _rows(self, task: Optional[str]) -> list[tuple[str, Row]]:
         """(entry id, row) pairs from one snapshot of the entries, so that an id always goes with its own row."""
         return [(e.id, row_of({"name": e.name, "task": e.task, "method": e.method, "base_model": e.base,
-                               "metrics": {"validation": e.metrics, **({"offsets": {}} if e.offsets else {})},
+                               "metrics": {"validation": e.metrics, **({"offsets": e.offsets} if e.offsets is not None else {})},
                                "efficiency": e.efficiency}))
                 for e in list(self.entries.values()) if not task or e.task == task]
 

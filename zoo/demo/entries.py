@@ -43,7 +43,8 @@ class Entry:
     revision: str  # a folder (local hub) or a commit (Hub): a new push is a new revision
     metrics: dict = field(default_factory=dict, compare=False)
     efficiency: dict = field(default_factory=dict, compare=False)
-    offsets: bool = field(default=False, compare=False)  # its head holds offsets tuned for the metric (zoo.json)
+    offsets: Optional[dict] = field(default=None, compare=False)  # zoo.json's metrics.offsets: its head holds
+    # offsets tuned for the metric (None: it does not)
 
     @property
     def id(self) -> str:
@@ -90,7 +91,11 @@ def entry_of(row: dict) -> Entry:
                  revision=str(row.get("revision") or row.get("path") or ""),
                  metrics=dict((row.get("metrics") or {}).get("validation") or {}),
                  efficiency=dict(row.get("efficiency") or {}),
-                 offsets=isinstance((row.get("metrics") or {}).get("offsets"), dict))
+                 offsets=_dict_or_none((row.get("metrics") or {}).get("offsets")))
+
+
+def _dict_or_none(value) -> Optional[dict]:
+    return dict(value) if isinstance(value, dict) else None
 
 
 def kind_of(value) -> str:
