@@ -18,6 +18,7 @@ import jinja2
 
 from zoo.artifact.record import AdapterRecord
 from zoo.data.tasks import TASKS
+from zoo.data.untrusted import finite
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data: installed with the wheel
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "official": "Official", "loss": "Loss",
@@ -43,7 +44,7 @@ def headline_metric(validation: dict) -> tuple[str, float] | None:
     else accuracy, else ROUGE-L, else answer perplexity."""
     for key, name in (("official", "official"), ("accuracy", "accuracy"), ("rougeL", "ROUGE-L"),
                       ("perplexity", "perplexity")):
-        if isinstance(validation.get(key), (int, float)):
+        if finite(validation.get(key)):  # a stranger's 10**400 or true is no figure
             return name, float(validation[key])
     return None
 

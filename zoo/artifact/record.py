@@ -15,8 +15,9 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 
 from zoo.config.generation import GENERATION_DEFAULTS, check_generation
-from zoo.config.prompts import label_words
+from zoo.config.prompts import label_words, prompt_problem
 from zoo.data.ids import base_problem, check, name_problem
+from zoo.data.untrusted import number_problem, read_json
 from zoo.errors import UnsafeAdapter, UnsupportedFormat
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -108,6 +109,7 @@ FORMAT = "adapter-zoo/1"  # the zoo.json schema this package writes and reads
 TASK_TYPES = ("SEQ_CLS", "CAUSAL_LM")
 WEIGHT_FILES = (PEFT_WEIGHTS, LAST_LAYERS_WEIGHTS, FULL_WEIGHTS)
 MAX_LENGTH_LIMIT = 1 << 20  # no base has more positions; a bigger number is a damaged record
+MAX_LABELS = 10_000  # far beyond any task's label set; each label is a column of every answer
 _REQUIRED = ("name", "base_model", "task", "method", "labels", "weights")
 
 
@@ -205,6 +207,9 @@ class AdapterRecord:
             if key not in data:
                 raise UnsafeAdapter(f"{where} lacks {key!r}")
         check_identity(data, where)
+        problem = number_problem(data)  # a dict built in memory (a Hub card, a test) gets the file's check too
+        if problem:
+            raise UnsafeAdapter(f"{where}: {problem}")
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: v for k, v in data.items() if k in known}
         values["extra"] = {k: v for k, v in data.items() if k not in known}
@@ -217,8 +222,10 @@ class AdapterRecord:
         text = lambda v: isinstance(v, str) and 0 < len(v) <= 200 and v.isprintable()  # noqa: E731
         need("task", text, "a task id")
         need("method", text, "a method name")
-        need("labels", lambda v: isinstance(v, list) and all(text(x) for x in v) and len(set(v)) == len(v),
-             "a list of distinct label names ([] for free text)")
+        need("labels", lambda v: isinstance(v, list) and len(v) <= MAX_LABELS and all(text(x) for x in v)
+             and len(set(v)) == len(v), f"a list of at most {MAX_LABELS} distinct label names ([] for free text)")
+        if data.get("task_type", "SEQ_CLS") == "SEQ_CLS" and not data["labels"]:
+            raise UnsafeAdapter(f"{where}: a classifier (task_type SEQ_CLS) needs its labels; the list is empty")
         need("weights", lambda v: v is None or v in WEIGHT_FILES, f"null or one of {', '.join(WEIGHT_FILES)}")
         need("task_type", lambda v: v in TASK_TYPES, f"one of {', '.join(TASK_TYPES)}")
         need("text_fields", lambda v: isinstance(v, list) and 1 <= len(v) <= 4 and all(
@@ -231,6 +238,10 @@ class AdapterRecord:
             need(key, lambda v: v is None or isinstance(v, dict), "an object or null")
         for key in ("examples", "samples", "history"):
             need(key, lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects")
+        if data.get("prompt") is not None or data.get("examples"):  # formatted for every input of a causal entry
+            problem = prompt_problem(data.get("prompt"), data.get("examples") or [])
+            if problem:
+                raise UnsafeAdapter(f"{where}: {problem}")
         if data.get("verbalizer") is not None:
             need("verbalizer", lambda v: all(k in data["labels"] and isinstance(w, list) and all(text(x) for x in w)
                                              for k, w in v.items()), "label -> list of words, for its own labels")
@@ -271,11 +282,9 @@ def read_record(folder: Path) -> AdapterRecord:
     """The checked record of an adapter folder (its zoo.json), or UnsafeAdapter saying what is wrong."""
     path = Path(folder) / "zoo.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, str(path), UnsafeAdapter)  # bounded; NaN, infinity, huge integers refused
     except FileNotFoundError:
         raise UnsafeAdapter(f"{folder} is not an adapter-zoo folder: no zoo.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UnsafeAdapter(f"{path} is not valid JSON ({e})") from None
     except OSError as e:
         raise UnsafeAdapter(f"{path} cannot be read ({e.strerror or e})") from None
     return AdapterRecord.from_dict(data, str(path))

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 
 from zoo.data.metrics import official_name
 from zoo.data.tasks import TASKS
+from zoo.data.untrusted import finite
 from zoo.methods import METHODS
 
 # The figure a row is judged by, in order of preference: the task's official metric, accuracy, ROUGE-L,
@@ -55,7 +56,9 @@ class Row:
 
 
 def _number(value):
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A figure of a published record as the table shows it, or None ("—"): every figure of a row (a metric, a
+    count, seconds, bytes) is a finite number from 0 to 2**63; NaN, a negative count or a bool is no figure."""
+    return value if finite(value) and value >= 0 else None
 
 
 def _metric(record: dict) -> tuple[str | None, str | None, float | None]:

@@ -17,7 +17,6 @@ integer, one declared ``float`` a finite number, never a bool, NaN or infinity, 
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 import operator
 import re
@@ -26,7 +25,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Union
 
+from zoo.data.untrusted import finite
 from zoo.errors import RecipeError, ZooError
+
+MIN_TEMPERATURE = 0.01  # below it sampling is greedy in all but name (a logit gap of 0.1 becomes a factor e**10);
+# far below it logits / temperature overflow (1e-300 made transformers' sampling fail on NaN probabilities)
 
 MAX_POSITIONS = 1 << 20  # no base has more positions (the adapter record's MAX_LENGTH_LIMIT): a bigger count is a typo
 
@@ -74,10 +77,10 @@ def number_problem(value, kind: type, spec: str = "", *, optional: bool = False)
         return f"must be {_kind_words(kind)}, not true or false"
     if not isinstance(value, numbers.Integral if kind is int else numbers.Real):
         return f"must be {_kind_words(kind)}, got {value!r:.40}"
-    if not math.isfinite(value):
-        return f"must be a finite number, got {value!r}"
-    if kind is int and abs(value) >= 1 << 63:  # torch and numpy keep counts in 64 bits
-        return f"must be an integer of at most 19 digits, got {value!r:.40}"
+    if not finite(value):  # math.isfinite(10 ** 400) raises OverflowError; finite() does not
+        if isinstance(value, numbers.Integral):  # torch and numpy keep counts in 64 bits
+            return f"must be {'an integer' if kind is int else 'a number'} of at most 19 digits, got {value!r:.40}"
+        return f"must be a finite number, got {value!r:.40}"
     if spec and not _in_range(value, spec):
         words = " or ".join(("in " if p.strip()[0] in "[(" else "") + p.strip() for p in spec.split(" or "))
         return f"must be {words}, got {value!r:.40}"
@@ -108,7 +111,9 @@ class GenerationArgs:
                                                       "range": f"[1, {MAX_POSITIONS}]"})
     do_sample: bool = field(default=False, metadata={"help": "sample (with temperature/top_p/top_k) instead of greedy/beam"})
     num_beams: int = field(default=1, metadata={"help": "beam search width; 1: greedy or sampling", "range": ">= 1"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with do_sample)", "range": "> 0"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with do_sample); below 0.01 the "
+                                                      "logits / temperature overflow: use do_sample=false for greedy",
+                                                      "range": f">= {MIN_TEMPERATURE}"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (with do_sample)", "range": "(0, 1]"})
     top_k: int = field(default=50, metadata={"help": "sample from the k most likely tokens (with do_sample)", "range": ">= 0"})
     repetition_penalty: float = field(default=1.0, metadata={"help": "penalise repeated tokens; 1.0: off", "range": "> 0"})

@@ -72,14 +72,54 @@ class PromptFormat:
 def fields_of(template: str) -> list[str]:
     """The named fields of a format string, in order: ``'{instruction} {input}'`` -> ['instruction', 'input']."""
     names = []
-    for _, name, _, _ in string.Formatter().parse(template):
+    for _, name, spec, conversion in string.Formatter().parse(template):
         if name is None:
             continue
         if not name.isidentifier():
             raise ValueError(f"field {{{name}}} must be a plain name")
+        if spec or conversion:  # '{text:>999999999}' would make a gigabyte per input; '{text!r}' quotes it
+            raise ValueError(f"field {{{name}}} must be a plain name, without a conversion or format spec")
         if name not in names:
             names.append(name)
     return names
+
+
+MAX_PROMPT_CHARS = 20_000  # a template, a system text or an example's field; prompts are cut to max_length anyway
+MAX_EXAMPLES = 64          # k-shot examples shown before every input
+_PROMPT_KEYS = {f.name: f for f in dataclasses.fields(PromptFormat)}
+
+
+def prompt_problem(fmt, examples) -> Optional[str]:
+    """What is wrong with a stranger's prompt format (``PromptFormat`` as a dict) and k-shot ``examples``, as an
+    adapter's zoo.json carries them; None: nothing. Both are formatted for every input of the adapter."""
+    if not isinstance(fmt, dict):
+        return f"prompt must be an object (a PromptFormat) when examples are given, got {type(fmt).__name__}"
+    unknown = sorted(set(fmt) - set(_PROMPT_KEYS))
+    if unknown:
+        return f"prompt has unknown keys {unknown[:4]}"
+    for key in ("template", "template_no_input", "system", "answer_prefix"):
+        value = fmt.get(key)
+        if key in fmt and not (isinstance(value, str) or value is None and key not in ("template", "answer_prefix")):
+            return f"prompt.{key} must be text, got {type(value).__name__}"
+        if isinstance(value, str) and len(value) > MAX_PROMPT_CHARS:
+            return f"prompt.{key} is {len(value):,} characters; at most {MAX_PROMPT_CHARS:,}"
+    if "chat" in fmt and not isinstance(fmt["chat"], bool):
+        return "prompt.chat must be true or false"
+    if "shots" in fmt and (type(fmt["shots"]) is not int or not 0 <= fmt["shots"] <= MAX_EXAMPLES):
+        return f"prompt.shots must be an integer from 0 to {MAX_EXAMPLES}"
+    try:
+        names = PromptFormat(**fmt).fields
+    except (RecipeError, TypeError) as e:
+        return str(e)
+    if len(examples) > MAX_EXAMPLES:
+        return f"{len(examples)} examples; at most {MAX_EXAMPLES}"
+    need = {n for n in names if n != "input"} | {"output"}
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, dict) or not need <= set(ex):
+            return f"examples[{i}] must hold the prompt's fields {sorted(need)}"
+        if not all(isinstance(k, str) and isinstance(v, str) and len(v) <= MAX_PROMPT_CHARS for k, v in ex.items()):
+            return f"examples[{i}] must map field names to texts of at most {MAX_PROMPT_CHARS:,} characters"
+    return None
 
 
 def as_fields(fmt: dict, item) -> dict:

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from zoo.artifact.card import CARD_EFFICIENCY
 from zoo.artifact.record import (
+    MAX_LABELS,
     PUBLISHED_PATTERNS,
+    TASK_TYPES,
     check_finite_weights,
     check_safe_folder,
     published_files,
@@ -33,10 +35,55 @@ from zoo.artifact.record import (
 from zoo.data.bases import legacy_ids, same_base
 from zoo.data.endpoint import hub_endpoint, hub_reachable
 from zoo.data.ids import base_problem, check, name_problem, repo_problem, revision_problem
+from zoo.data.untrusted import finite
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, HubError, ZooError
 from zoo.hub.local import LocalHub
 
 CAUSAL_PIPELINES = ("text-generation", "summarization")  # cards written before the zoo block named the task type
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable()
+
+
+def listing_row(card: dict, repo_id: str, revision, private: bool) -> dict | None:
+    """A Hub listing row from an adapter's card metadata (YAML a stranger wrote), or None when the card is not the
+    zoo's shape: the zoo block an object with a plain name, task and method, labels a list of printable names, the
+    model-index's metrics and the efficiency figures finite numbers. Every caller of ``list`` (``zoo list``, the
+    report, the Space, short-name loads) reads only such rows."""
+    zoo = card.get("zoo")
+    if not isinstance(zoo, dict) or not isinstance(zoo.get("name"), str) or name_problem(zoo["name"]):
+        return None
+    bases = card.get("base_model")
+    base = bases[0] if isinstance(bases, list) and bases else bases
+    if not isinstance(base, str) or base_problem(base):
+        return None
+    if not all(_text(zoo.get(key)) for key in ("task", "method")) or zoo.get("task_type") not in (None, *TASK_TYPES):
+        return None
+    labels = zoo.get("labels")
+    if labels is not None and not (isinstance(labels, list) and len(labels) <= MAX_LABELS and all(map(_text, labels))):
+        return None
+    metrics = {}
+    index, results = card.get("model-index"), []
+    if index:
+        results = index[0].get("results", []) if isinstance(index, list) and isinstance(index[0], dict) else None
+        if not isinstance(results, list):
+            return None
+    for result in results:
+        found = result.get("metrics") if isinstance(result, dict) else None
+        if not isinstance(found, list) or not all(isinstance(x, dict) and _text(x.get("type")) and finite(x.get("value"))
+                                                  for x in found):
+            return None
+        metrics.update({x["type"]: x["value"] for x in found})
+    efficiency = {k: zoo[k] for k in CARD_EFFICIENCY if k in zoo}
+    if not all(finite(v) for v in efficiency.values()):
+        return None
+    return {
+        "name": zoo["name"], "repo_id": repo_id, "base_model": base, "task": zoo["task"], "method": zoo["method"],
+        "revision": revision,
+        "task_type": zoo.get("task_type") or ("CAUSAL_LM" if card.get("pipeline_tag") in CAUSAL_PIPELINES else "SEQ_CLS"),
+        "labels": labels, "metrics": {"validation": metrics}, "efficiency": efficiency, "private": private,
+    }
 
 
 def _transport_errors() -> tuple:
@@ -261,24 +308,12 @@ class HFHub:
         out = []
         for m in models:
             card = (m.card_data.to_dict() if m.card_data else {}) or {}
-            zoo = card.get("zoo") or {}
-            if not zoo.get("name") or (task and zoo.get("task") != task) or (method and zoo.get("method") != method):
+            row = listing_row(card, m.id, m.sha, bool(m.private))
+            if row is None:
+                continue  # strangers' card metadata: a card that is not the zoo's shape is never listed or printed
+            if (task and row["task"] != task) or (method and row["method"] != method):
                 continue
-            bases = card.get("base_model")
-            if name_problem(zoo["name"]) or base_problem(bases[0] if isinstance(bases, list) and bases else bases):
-                continue  # strangers' card metadata: a name or base that is not plain is never listed or printed
-            metrics = {}
-            for result in card.get("model-index", [{}])[0].get("results", []) if card.get("model-index") else []:
-                for metric in result.get("metrics", []):
-                    metrics[metric.get("type")] = metric.get("value")
-            out.append({
-                "name": zoo["name"], "repo_id": m.id, "base_model": bases[0] if isinstance(bases, list) else bases,
-                "task": zoo.get("task"), "method": zoo.get("method"), "revision": m.sha,
-                "task_type": zoo.get("task_type") or ("CAUSAL_LM" if card.get("pipeline_tag") in CAUSAL_PIPELINES else "SEQ_CLS"),
-                "labels": zoo.get("labels"), "metrics": {"validation": metrics},
-                "efficiency": {k: zoo[k] for k in CARD_EFFICIENCY if k in zoo},
-                "private": bool(m.private),
-            })
+            out.append(row)
         return out
 
     def find(self, base: str, name: str) -> Path:

@@ -20,7 +20,6 @@ only; serve the base from a separate engine.
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from zoo.artifact.record import read_record
 from zoo.config.generation import resolve_settings
 from zoo.data.bases import canonical_base
 from zoo.data.sources import resolve_model
+from zoo.data.untrusted import read_json
 from zoo.errors import ZooError
 
 # the projections vLLM's LoRA layers adapt in decoder models (Llama, SmolLM2, Mistral, Qwen, GPT-2's fused ones)
@@ -94,24 +94,32 @@ def refusal(row: dict, folder: Path) -> tuple[Optional[str], dict]:
         return NOT_LORA[method], {}
     if method not in ("lora", "qlora"):
         return f"method {method!r} is not LoRA", {}
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text())
-    except (OSError, ValueError) as e:
-        return f"its adapter_config.json cannot be read ({e})", {}
+    try:  # a stranger's file, as the registry reads it (zoo.data.untrusted): bounded, its numbers finite
+        config = read_json(folder / "adapter_config.json", "its adapter_config.json", ZooError, limit=1 << 20)
+    except OSError as e:
+        return f"its adapter_config.json cannot be read ({e.strerror or e})", {}
+    except ZooError as e:
+        return str(e), {}
+    if not isinstance(config, dict):
+        return "its adapter_config.json does not hold a JSON object", {}
     return _lora_refusal(config), config
 
 
 def _lora_refusal(config: dict) -> Optional[str]:
     if config.get("peft_type") != "LORA":
-        return f"peft_type {config.get('peft_type')!r} is not LORA"
+        return f"peft_type {str(config.get('peft_type'))[:40]!r} is not LORA"
+    if type(config.get("r", 8)) is not int or not 1 <= config.get("r", 8) <= 1 << 16:
+        return "r is not a LoRA rank (a whole number from 1)"
     if config.get("use_dora"):
         return "DoRA (use_dora) is not served by vLLM"
     if config.get("modules_to_save"):
-        return f"modules_to_save {config['modules_to_save']} (whole trained modules) are not served by vLLM"
+        return f"modules_to_save {str(config['modules_to_save'])[:80]!r} (whole trained modules) are not served by vLLM"
     if config.get("lora_bias") or config.get("bias") not in (None, "none"):
         return "trained biases are not served by vLLM"
     targets = config.get("target_modules") or []
-    targets = [targets] if isinstance(targets, str) else list(targets)
+    targets = [targets] if isinstance(targets, str) else targets
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        return "target_modules does not name modules"
     outside = sorted(t for t in targets if t.split(".")[-1] not in VLLM_LORA_MODULES)
     if outside or not targets:
         return f"LoRA on {outside or 'unnamed modules'}: vLLM adapts only {', '.join(sorted(VLLM_LORA_MODULES))}"
