@@ -216,3 +216,95 @@ def test_peft_fallback_uses_every_tensor_of_a_valid_adapter(tiny_bert, tmp_path,
     with pytest.warns(UserWarning, match="use_dora"):
         model = zoo.load(str(tiny_bert), adapter="sst2-dora")
     assert len(model.predict(TEXTS)) == 3
+
+
+# ------------------------------------------------------------------ classes that got through (2026-12-03 review)
+# Each is a class, checked once where the file is read: head tensors of the template's shapes, patterns that
+# cannot backtrack, numbers that are finite and bounded, JSON that is bounded, prompts that are plain.
+@pytest.mark.parametrize("method, tensor, shape, message", [
+    ("lora", "classifier.bias", (5,), "head has 5 outputs"),
+    ("lora", "classifier.weight", (2, 31), r"shape \(2, 31\)"),
+    ("ia3", "classifier.weight", (2, 33), r"shape \(2, 33\)"),
+])
+def test_a_head_tensor_of_another_shape_is_refused_and_mixed_batches_go_on(registry, good, tmp_path, before,
+                                                                           method, tensor, shape, message):
+    """A head's bias or input width that disagrees with the base loaded, then failed every shared pass it was in."""
+    folder = damaged(good, method, tmp_path, name=f"sst2-{method}-head")
+    key = next(k for k in load_file(str(folder / WEIGHTS)) if k.endswith(tensor))
+    edit_tensors(folder, lambda s: {**s, key: torch.zeros(shape)})
+    assert_refused_and_others_intact(registry, folder, message, before)
+    mixed = registry.predict(TEXTS, adapters=["sst2-lora", "sst2-ia3", "sst2-prefix-tuning"])
+    assert [p["label"] for p in mixed] == [registry.predict([t], adapter=a)[0]["label"]
+                                           for t, a in zip(TEXTS, ["sst2-lora", "sst2-ia3", "sst2-prefix-tuning"])]
+
+
+def test_a_replaced_block_tensor_of_another_shape_is_refused(registry, good, tmp_path, before):
+    folder = damaged(good, "last-layers", tmp_path, name="sst2-last-layers-shape")
+    file = "trained_layers.safetensors"
+    state = load_file(str(folder / file))
+    key = next(k for k in state if k.endswith("output.dense.bias") and "classifier" not in k)
+    edit_tensors(folder, lambda s: {**s, key: torch.zeros(s[key].shape[0] + 3)}, file)
+    assert_refused_and_others_intact(registry, folder, "has shape", before)
+
+
+@pytest.mark.parametrize("method, change, message", [
+    ("lora", {"rank_pattern": {"([a-z0-9_.]+)+Z": 8}}, "repeats a group"),
+    ("lora", {"alpha_pattern": {"(": 8}}, "not a regular expression"),
+    ("lora", {"target_modules": "a*b*c*d*e*"}, "more than 3 repetitions"),
+    ("lora", {"exclude_modules": "x" * 600}, "1 to 512 characters"),
+    ("lora", {"layers_pattern": ["(a|aa)+$"]}, "repeats a group"),
+    ("lora", {"lora_alpha": float("nan")}, "NaN is not JSON"),
+    ("lora", {"lora_alpha": 1e12}, "lora_alpha must be a number of at most"),
+    ("lora", {"lora_alpha": 10 ** 400}, "not a finite number below 2"),
+    ("lora", {"alpha_pattern": {"query": 1e300}}, "alpha_pattern"),
+    ("lora", {"r": 10 ** 9}, "r must be a number from 0 to"),
+    ("ia3", {"feedforward_modules": 5}, "feedforward_modules must be a pattern"),
+    ("ia3", {"feedforward_modules": [1]}, "must be a text"),
+    ("ia3", {"feedforward_modules": "(.*)*output"}, "repeats a group"),
+    ("prompt-tuning", {"num_virtual_tokens": 10 ** 7}, "num_virtual_tokens must be a number"),
+    ("prompt-tuning", {"token_dim": True}, "token_dim must be a number"),
+])
+def test_adapter_config_patterns_sizes_and_scales_are_checked_where_read(registry, good, tmp_path, before, method,
+                                                                          change, message):
+    """A pattern that backtracks froze the process (PEFT and the registry run them over every module name); sizes
+    made PEFT allocate before reading a tensor; a NaN or huge alpha answered NaN."""
+    folder = damaged(good, method, tmp_path, name=f"sst2-{method}-config")
+    path = folder / "adapter_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))  # json.dumps writes NaN as NaN
+    assert_refused_and_others_intact(registry, folder, message, before)
+
+
+def test_the_plain_peft_path_reads_the_same_checked_config(tiny_bert, tmp_path, zoo_home):
+    """DoRA is served by PEFT on a base of its own: a backtracking target_modules never reaches PEFT's re.fullmatch."""
+    folder = make_adapter(str(tiny_bert), tmp_path / "dora", name="sst2-dora", labels=LABELS,
+                          method=default_method("lora", use_dora=True))
+    edit_json(folder / "adapter_config.json", target_modules="(.*q.*)+uery")
+    LocalHub().push(folder)
+    with pytest.raises(UnsafeAdapter, match="repeats a group"):
+        zoo.load(str(tiny_bert), adapter="sst2-dora")
+
+
+def test_lora_that_overflows_once_scaled_is_refused(registry, good, tmp_path, before):
+    folder = damaged(good, "lora", tmp_path, name="sst2-lora-overflow")
+    edit_json(folder / "adapter_config.json", lora_alpha=1e6, r=8)
+    edit_tensors(folder, lambda s: {k: (v * 1e36 if "lora_B" in k else v) for k, v in s.items()})
+    assert_refused_and_others_intact(registry, folder, "overflows once scaled", before)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply|not valid JSON"),
+    ('{"name": ' + "9" * 5000 + "}", "not valid JSON"),
+    ('{"name": "x", "metrics": {"validation": {"accuracy": 1e400}}}', "not a finite number"),
+    ('{"name": "x", "metrics": {"validation": {"accuracy": ' + "9" * 400 + "}}}", "not a finite number"),
+    ('{"name": "x", "pad": "' + "x" * (5 << 20) + '"}', "bytes; a record is at most"),
+])
+def test_zoo_json_that_python_reads_but_no_record_holds_is_refused(registry, good, tmp_path, before, raw, message):
+    folder = damaged(good, "lora", tmp_path)
+    (folder / "zoo.json").write_text(raw)
+    assert_refused_and_others_intact(registry, folder, message, before)
+
+
+def test_a_classifier_without_labels_is_refused(registry, good, tmp_path, before):
+    folder = damaged(good, "lora", tmp_path, name="sst2-lora-nolabels")
+    edit_json(folder / "zoo.json", labels=[])
+    assert_refused_and_others_intact(registry, folder, "needs its labels", before)

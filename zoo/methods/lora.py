@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from peft import LoraConfig, prepare_model_for_kbit_training
 
 import zoo.methods.peft_common as peft_common
@@ -85,7 +86,11 @@ def read(state: dict, record, layout, where: str, folder) -> AdapterWeights:
                                 f"tensors have rank {r}; the folder is inconsistent, publish it again")
         alpha = pattern_value(config.get("alpha_pattern"), path, config.get("lora_alpha", 8))
         scale = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
-        linear[path] = ("lora", a.t().contiguous(), (b.t() * scale).contiguous())
+        scaled = (b.t() * scale).contiguous()
+        if not bool(torch.isfinite(scaled).all()):  # finite tensors and a finite alpha can still overflow together
+            raise UnsafeAdapter(f"{where}: LoRA on {path} overflows once scaled by lora_alpha / r = {scale:g}; "
+                                "the adapter would answer NaN")
+        linear[path] = ("lora", a.t().contiguous(), scaled)
     return AdapterWeights(record, folder, head_of(layout, head_state, record, where), linear=linear)
 
 

@@ -8,7 +8,7 @@ a classification head inside it), so ``PeftModel.from_pretrained`` loads it with
 from __future__ import annotations
 
 import dataclasses
-import json
+import re
 from pathlib import Path
 
 from peft import PeftConfig, PeftModel, TaskType, get_peft_model, get_peft_model_state_dict
@@ -17,6 +17,7 @@ from safetensors import safe_open
 from zoo.artifact.record import PEFT_WEIGHTS, AdapterRecord, check_safe_folder
 from zoo.data.bases import same_base
 from zoo.data.sources import ResolvedModel, resolve_model
+from zoo.data.untrusted import finite, read_json
 from zoo.errors import AdapterBaseMismatch, RecipeError, UnsafeAdapter, ZooError
 from zoo.methods.base import any_value
 from zoo.models.causal import load_base_causal
@@ -77,13 +78,82 @@ def load_alone(base: ResolvedModel, folder: Path, record: AdapterRecord, dtype=N
     return model.eval(), tokenizer
 
 
+# Fields PEFT reads as regular expressions (a str target_modules is matched with re.fullmatch; layers_pattern is
+# put inside one), and the dicts whose keys it matches as patterns. A stranger's pattern runs over every module
+# name of the base, in PEFT (a base of its own) and in the registry's routing alike.
+REGEX_FIELDS = ("target_modules", "exclude_modules", "feedforward_modules", "layers_pattern")
+PATTERN_DICTS = ("rank_pattern", "alpha_pattern")
+MAX_PATTERN_CHARS = 512
+MAX_REPEATS = 3  # '.*' and the like; k of them cost O(len(name)**k) steps per module name
+# Sizes PEFT allocates from before it reads a tensor (r x features per layer, virtual tokens x hidden...).
+SIZE_FIELDS = {"r": 1 << 12, "num_virtual_tokens": 1 << 12, "encoder_hidden_size": 1 << 16, "token_dim": 1 << 16,
+               "num_layers": 1 << 10, "num_attention_heads": 1 << 10, "num_transformer_submodules": 4}
+MAX_SCALE = 1e6  # lora_alpha and alpha_pattern's values: LoRA scales by alpha / r
+
+
+def pattern_problem(pattern) -> str | None:
+    """What makes ``pattern`` unsafe to run over module names (catastrophic backtracking, an invalid expression, a
+    huge text); None: nothing. Allowed: any expression without a repeated group and with at most 3 repetitions."""
+    if not isinstance(pattern, str) or not 0 < len(pattern) <= MAX_PATTERN_CHARS:
+        return f"must be a text of 1 to {MAX_PATTERN_CHARS} characters"
+    bare = re.sub(r"\\.", "", pattern)  # escaped characters are literals
+    if re.search(r"\)\s*[*+?{]", bare):
+        return "repeats a group (as in '(a+)+'), which can take exponential time; name the modules instead"
+    if len(re.findall(r"[*+{]|(?<!\()\?", bare)) > MAX_REPEATS:
+        return f"has more than {MAX_REPEATS} repetitions ('*', '+', '?', '{{}}'); name the modules instead"
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as e:
+        return f"is not a regular expression ({str(e)[:80]})"
+    return None
+
+
+def config_problem(config: dict) -> str | None:
+    """What makes a stranger's adapter_config.json unsafe to give to PEFT or the registry, before any method looks
+    at it: patterns that backtrack, sizes that allocate gigabytes, scales that overflow; None: nothing."""
+    for key in REGEX_FIELDS:
+        value = config.get(key)
+        items = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+        if value is not None and (items is None or len(items) > 4096):
+            return f"{key} must be a pattern, a list of names, or null"
+        for item in items or []:
+            problem = pattern_problem(item)
+            if problem:
+                return f"{key} {str(item)[:40]!r} {problem}"
+    for key in PATTERN_DICTS:
+        value = config.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or len(value) > 4096:
+            return f"{key} must be an object of module pattern -> value"
+        for pattern, number in value.items():
+            problem = pattern_problem(pattern)
+            if problem:
+                return f"{key} key {str(pattern)[:40]!r} {problem}"
+            limit = SIZE_FIELDS["r"] if key == "rank_pattern" else MAX_SCALE
+            if not finite(number) or not -limit <= number <= limit:
+                return f"{key}[{str(pattern)[:40]!r}] must be a number of at most {limit:g} in size"
+    for key, limit in SIZE_FIELDS.items():
+        value = config.get(key)
+        if value is not None and not (finite(value) and 0 <= value <= limit):
+            return f"{key} must be a number from 0 to {limit}"
+    alpha = config.get("lora_alpha")
+    if alpha is not None and not (finite(alpha) and abs(alpha) <= MAX_SCALE):
+        return f"lora_alpha must be a number of at most {MAX_SCALE:g} in size"
+    return None
+
+
 def _config(folder: Path, where: str) -> dict:
     try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UnsafeAdapter(f"{where}: adapter_config.json is missing or not JSON ({e})") from None
+        config = read_json(folder / "adapter_config.json", f"{where}: adapter_config.json", UnsafeAdapter,
+                           limit=1 << 20)
+    except OSError as e:
+        raise UnsafeAdapter(f"{where}: adapter_config.json is missing or cannot be read ({e.strerror or e})") from None
     if not isinstance(config, dict):
         raise UnsafeAdapter(f"{where}: adapter_config.json must hold a JSON object")
+    problem = config_problem(config)
+    if problem:
+        raise UnsafeAdapter(f"{where}: adapter_config.json's {problem}")
     return config
 
 

@@ -112,18 +112,32 @@ def pattern_value(patterns: dict, path: str, default):
     return default
 
 
-def materialize(template: nn.Module, state: dict, where: str) -> nn.Module:
-    """A copy of a meta-device template whose parameters are the given tensors (shapes may differ for heads)."""
+def materialize(template: nn.Module, state: dict, where: str, outputs: int | None = None) -> nn.Module:
+    """A copy of a meta-device template whose parameters are the given tensors, each of its template's shape.
+
+    With ``outputs`` (a classification head) the last Linear's rows are the adapter's label count instead: the one
+    dimension a head may change. A tensor of any other shape would load and then fail every forward pass it is in,
+    and a shared pass holds other adapters' rows."""
     module = copy.deepcopy(template)
-    names = {n for n, _ in module.named_parameters()}
-    missing = sorted(names - set(state))
+    params = dict(module.named_parameters())
+    missing = sorted(set(params) - set(state))
     if missing:
         raise UnsafeAdapter(f"{where}: missing tensors {missing[:4]}")
-    extra = sorted(set(state) - names)
+    extra = sorted(set(state) - set(params))
     if extra:  # every tensor of the file is used, or the adapter is refused
         raise UnsafeAdapter(f"{where}: tensors {extra[:4]} have no place in the module; the folder is inconsistent")
-    for name in names:
+    linears = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    last = linears[-1] if outputs is not None and linears else None
+    for name, param in params.items():
         owner_path, _, attr = name.rpartition(".")
+        want, got = tuple(param.shape), tuple(state[name].shape)
+        if owner_path == last and got[:1] != (outputs,) and len(got) == len(want):
+            raise UnsafeAdapter(f"{where}: the head has {got[0] if got else 0} outputs ({name} {got}) but zoo.json "
+                                f"lists {outputs} labels; the folder is inconsistent, publish it again")
+        if owner_path == last:
+            want = (outputs, *want[1:])
+        if got != want:
+            raise AdapterBaseMismatch(f"{where}: {name} has shape {got}, where the base's module needs {want}")
         owner = module.get_submodule(owner_path) if owner_path else module
         setattr(owner, attr, nn.Parameter(state[name], requires_grad=False))
         if isinstance(owner, nn.Linear) and attr == "weight":
@@ -135,16 +149,10 @@ def materialize(template: nn.Module, state: dict, where: str) -> nn.Module:
 
 
 def check_head(layout: BaseLayout, state: dict, labels: tuple, where: str) -> nn.Module:
-    head = materialize(layout.head_template, state, where)
-    last = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
-    if last.out_features != len(labels):
-        raise UnsafeAdapter(
-            f"{where}: the head has {last.out_features} outputs but zoo.json lists {len(labels)} labels "
-            f"({', '.join(labels)}); the folder is inconsistent, publish it again"
-        )
-    if last.in_features != layout.hidden_size and len([m for m in head.modules() if isinstance(m, nn.Linear)]) == 1:
-        raise AdapterBaseMismatch(f"{where}: head expects hidden size {last.in_features}, base {layout.base_id!r} has {layout.hidden_size}")
-    return head
+    """The adapter's classification head: the base's head template with the adapter's tensors, one output per label."""
+    if layout.head_template is None:
+        raise AdapterBaseMismatch(f"{where}: base {layout.base_id!r} has no classification head to serve it with")
+    return materialize(layout.head_template, state, where, outputs=len(labels))
 
 
 def split_head(state: dict, layout: BaseLayout, prefix: str, causal: bool = False) -> tuple[dict, dict]:
