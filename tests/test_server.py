@@ -155,6 +155,30 @@ def test_openai_completions_and_chat_equal_zoo_generate(server, space_cat, space
     assert "".join(c.choices[0].delta.content or "" for c in streamed_chat if c.choices) == want[0]
 
 
+def test_generation_settings_share_one_worker_per_base_and_mixed_calls_answer_each_as_alone(space_cat, space_backend):
+    """A coalescer per distinct setting kept a thread for every temperature a client ever sent (a stranger could
+    make thousands); now one per base, and a call that holds rows of several settings runs one generate per set."""
+    from zoo.config.prompts import render_inputs
+    from zoo.demo.catalogue import _eos_ids, _generate_mixed, _Tokens
+
+    entry = space_cat.get("alpaca-lora")
+    prompt = "Name a colour."
+    space_cat.answer_rows([(entry, prompt)], settings={"max_new_tokens": 2}, strict=True)  # loaded, its worker started
+    threads, batchers = threading.active_count(), len(space_cat._batchers)
+    for i in range(12):
+        row = space_cat.answer_rows([(entry, prompt)], settings={"max_new_tokens": 2, "do_sample": True,
+                                                                  "temperature": 0.5 + i / 1000}, strict=True)[0]
+        assert isinstance(row["text"], str)
+    assert len(space_cat._batchers) == batchers and threading.active_count() <= threads
+
+    model = space_cat.model(entry)
+    settings = [{"max_new_tokens": 3, "do_sample": False}, {"max_new_tokens": 6, "do_sample": False}]
+    alone = [model.generate([prompt], **s)[0] for s in settings]
+    rendered = render_inputs(model.record.prompt, model.record.examples, model.zoo.tokenizer, [prompt])[0]
+    rows = [(model.name, rendered, _Tokens(None, counting=True, eos=_eos_ids(model.zoo)), s) for s in settings * 2]
+    assert _generate_mixed(model.zoo, rows) == alone * 2
+
+
 def test_verbalizing_entry_generates_through_completions_too(server, space_cat, space_backend):
     entry = space_cat.get("sst2-zero-shot-icl")
     want = zoo.load(entry.base, adapter=entry.key, hub=space_backend).generate([TEXT])[0]

@@ -18,6 +18,7 @@ from zoo.server.requests import MAX_INPUTS, classify_request, completion_request
 
 MAX = 50
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+                    st.integers(min_value=-10**400, max_value=10**400),  # past a float's range: no OverflowError
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=60))
 json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
                                                             st.dictionaries(st.text(max_size=12), inner, max_size=5)),
@@ -86,3 +87,20 @@ def test_bodies_that_are_not_one_json_object_are_refused(raw):
 
 def test_a_json_object_is_read():
     assert parse_json(b'{"adapter": "x", "inputs": ["y"]}') == {"adapter": "x", "inputs": ["y"]}
+
+
+@pytest.mark.parametrize("key, value", [("temperature", 10 ** 400), ("top_p", -(10 ** 400)), ("temperature", 2 ** 64),
+                                        ("max_tokens", 10 ** 400), ("seed", 10 ** 400)])
+def test_integers_too_big_for_a_float_are_refused_not_raised(key, value):
+    with pytest.raises(BadInput, match=key.replace("_tokens", "")):
+        completion_request({"model": "m", "prompt": "x", key: value}, max_chars=MAX, chat=False)
+
+
+@pytest.mark.parametrize("t", [1e-300, 5e-324, 1e-5, 0.0099])
+def test_a_temperature_too_small_to_sample_with_is_greedy(t):
+    """logits / 1e-300 overflow and transformers' sampling failed on NaN probabilities (a 500); vLLM reads such a
+    temperature as greedy, and so does the zoo (below zoo.config.generation.MIN_TEMPERATURE)."""
+    req = completion_request({"model": "m", "prompt": "x", "temperature": t}, max_chars=MAX, chat=False)
+    assert req.settings == {"do_sample": False}
+    assert completion_request({"model": "m", "prompt": "x", "temperature": 0.01}, max_chars=MAX,
+                              chat=False).settings == {"do_sample": True, "temperature": 0.01}

@@ -51,7 +51,7 @@ class Catalogue:
         self._models: dict[tuple[str, str], object] = {}  # (entry id, revision) -> loaded model
         self._gates: dict[str, threading.Lock] = {}  # one load at a time per entry
         self._serial: dict[str, threading.Lock] = {}  # a whole model runs one request at a time (its tokenizer has state)
-        self._batchers: dict[int, Coalescer] = {}  # per shared base: concurrent requests coalesced
+        self._batchers: dict[object, Coalescer] = {}  # per shared base (and generation): concurrent requests coalesced
         self.entries: dict[str, Entry] = {}
         self.refresh(strict=strict)
 
@@ -330,8 +330,9 @@ class Catalogue:
         eos = _eos_ids(zoo)
         resolved = [resolve_settings(m.record.generation, settings) for m in models]
         tokens = [_Tokens(streams.get(i), counting=r["num_beams"] == 1, eos=eos) for (i, _, _), r in zip(members, resolved)]
-        if self.coalesce:  # the same settings: one generate call for these rows and other users' of the moment
-            texts, batch = self._generation_coalescer(zoo, settings).submit(list(zip(names, prompts, tokens)))
+        if self.coalesce:  # one call for these rows and other users' of the moment (a generate per distinct settings)
+            texts, batch = self._generation_coalescer(zoo).submit([(n, p, t, settings) for n, p, t in
+                                                                  zip(names, prompts, tokens)])
         else:
             texts, batch = _generate(zoo, settings, list(zip(names, prompts, tokens))), len(prompts)
         out = []
@@ -357,13 +358,14 @@ class Catalogue:
                 batcher = self._batchers[id(zoo)] = Coalescer(run)
             return batcher
 
-    def _generation_coalescer(self, zoo, settings: dict) -> Coalescer:
-        """The batcher of one shared base and one set of generation settings (a generate call has one set)."""
-        key = (id(zoo), "generate", tuple(sorted(settings.items())))
+    def _generation_coalescer(self, zoo) -> Coalescer:
+        """The generation batcher of one shared base: one worker thread per base, whatever the settings (a batcher
+        per distinct settings kept a thread alive for each temperature a client ever sent)."""
+        key = (id(zoo), "generate")
         with self._lock:
             batcher = self._batchers.get(key)
             if batcher is None:
-                batcher = self._batchers[key] = Coalescer(lambda rows, zoo=zoo: _generate(zoo, settings, rows),
+                batcher = self._batchers[key] = Coalescer(lambda rows, zoo=zoo: _generate_mixed(zoo, rows),
                                                           max_items=16)
             return batcher
 
@@ -434,6 +436,20 @@ def _generate(zoo, settings: dict, rows: list) -> list[str]:
         tokens.start(counted)
     stream = (lambda i, token: rows[i][2](token)) if counted else None
     return zoo.generate([p for _, p, _ in rows], adapters=[n for n, _, _ in rows], stream=stream, **settings)
+
+
+def _generate_mixed(zoo, rows: list) -> list[str]:
+    """(adapter name, prompt, _Tokens, settings) rows: one generate call per distinct settings (a call has one
+    set), the texts in the rows' order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, _, _, settings) in enumerate(rows):
+        groups.setdefault(tuple(sorted(settings.items())), []).append(i)
+    texts: list = [None] * len(rows)
+    for members in groups.values():
+        settings = rows[members[0]][3]
+        for i, text in zip(members, _generate(zoo, settings, [rows[i][:3] for i in members])):
+            texts[i] = text
+    return texts
 
 
 def _classified(p: dict) -> dict:

@@ -15,6 +15,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from zoo.config.generation import MIN_TEMPERATURE
+from zoo.data.untrusted import finite
 from zoo.demo.entries import MAX_ID_CHARS, MAX_NEW_TOKENS, check_text, kind_of
 from zoo.errors import BadInput
 
@@ -140,8 +142,8 @@ def completion_request(body: dict, *, max_chars: int, chat: bool = False) -> Com
         settings["max_new_tokens"] = _whole(limit, "max_tokens", 1, MAX_NEW_TOKENS)
     temperature = body.get("temperature")
     if temperature is not None:  # OpenAI's 0 is greedy; unset keeps the entry's own settings (zoo.json)
-        t = _number(temperature, "temperature", 0.0, 2.0)
-        settings.update({"do_sample": False} if t == 0 else {"do_sample": True, "temperature": t})
+        t = _number(temperature, "temperature", 0.0, 2.0)  # below MIN_TEMPERATURE: greedy, as vLLM does below 1e-5
+        settings.update({"do_sample": False} if t < MIN_TEMPERATURE else {"do_sample": True, "temperature": t})
     top_p = body.get("top_p")
     if top_p is not None:
         p = _number(top_p, "top_p", 0.0, 1.0)
@@ -191,10 +193,10 @@ def _message(messages, max_chars: int) -> str:
 
 
 def _number(value, what: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not finite(value):  # NaN, infinity, 1e400, a bool, text; an integer of 400 digits (no float conversion)
         raise BadInput(f"{what} must be a number from {low:g} to {high:g}, got {kind_of(value)}")
     if not low <= value <= high:
-        raise BadInput(f"{what} must be from {low:g} to {high:g}, got {value:g}")
+        raise BadInput(f"{what} must be from {low:g} to {high:g}, got {str(value)[:24]}")
     return float(value)
 
 
