@@ -266,7 +266,7 @@ def test_hub_listing_skips_cards_whose_name_or_base_is_not_plain(adapter, hub_se
     env = {**os.environ, "HF_ENDPOINT": hub_server.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
            "HF_HOME": str(tmp_path / "hf"), "ZOO_HOME": str(tmp_path / "zoo")}
     for i, (name, base) in enumerate((("good-name", "org/model"), ("evil\x1b[2J", "org/model"), ("fine-name", "../../etc"))):
-        card = f"---\ntags: [adapter-zoo]\nbase_model: {json.dumps(base)}\nzoo:\n  name: {json.dumps(name)}\n  task: glue/sst2\n---\n"
+        card = f"---\ntags: [adapter-zoo]\nbase_model: {json.dumps(base)}\nzoo:\n  name: {json.dumps(name)}\n  task: glue/sst2\n  method: lora\n---\n"
         code = ("import sys; from huggingface_hub import HfApi; api = HfApi(); "
                 f"api.create_repo('alice/evil{i}', exist_ok=True); "
                 f"api.upload_file(path_or_fileobj=sys.stdin.buffer.read(), path_in_repo='README.md', repo_id='alice/evil{i}')")

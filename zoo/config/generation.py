@@ -17,6 +17,7 @@ integer, one declared ``float`` a finite number, never a bool, NaN or infinity, 
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import operator
 import re
@@ -25,7 +26,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Union
 
-from zoo.data.untrusted import finite
 from zoo.errors import RecipeError, ZooError
 
 MIN_TEMPERATURE = 0.01  # below it sampling is greedy in all but name (a logit gap of 0.1 becomes a factor e**10);
@@ -77,10 +77,11 @@ def number_problem(value, kind: type, spec: str = "", *, optional: bool = False)
         return f"must be {_kind_words(kind)}, not true or false"
     if not isinstance(value, numbers.Integral if kind is int else numbers.Real):
         return f"must be {_kind_words(kind)}, got {value!r:.40}"
-    if not finite(value):  # math.isfinite(10 ** 400) raises OverflowError; finite() does not
-        if isinstance(value, numbers.Integral):  # torch and numpy keep counts in 64 bits
+    if isinstance(value, numbers.Integral):  # compared as an integer: math.isfinite(10 ** 400) raises OverflowError
+        if abs(value) >= 1 << 63:  # torch and numpy keep counts in 64 bits
             return f"must be {'an integer' if kind is int else 'a number'} of at most 19 digits, got {value!r:.40}"
-        return f"must be a finite number, got {value!r:.40}"
+    elif not math.isfinite(value):
+        return f"must be a finite number, got {value!r}"
     if spec and not _in_range(value, spec):
         words = " or ".join(("in " if p.strip()[0] in "[(" else "") + p.strip() for p in spec.split(" or "))
         return f"must be {words}, got {value!r:.40}"

@@ -88,8 +88,12 @@ def _coerce(raw: str, hint, key: str):
             return None
         if len([o for o in options if o is not type(None)]) == 1:  # Optional[X]: X's own message
             return _coerce(text, next(o for o in options if o is not type(None)), key)
-        # Try the most specific types first so "8" becomes 8, not "8", when both are allowed.
-        for option in sorted((o for o in options if o is not type(None)), key=lambda o: o is str):
+        # Try the most specific types first so "8" becomes 8, not "8" or [8], when both are allowed: scalars, then
+        # lists, then text. By kind, never by the Union's own order: typing caches Union[int, list[int]] and
+        # Union[list[int], int] as one object whose order is whichever the process built first (a test's result
+        # depended on which tests ran before it).
+        for option in sorted((o for o in options if o is not type(None)),
+                             key=lambda o: (o is str, typing.get_origin(o) in (list, tuple, set))):
             try:
                 return _coerce(text, option, key)
             except RecipeError:

@@ -132,8 +132,8 @@ def materialize(template: nn.Module, state: dict, where: str, outputs: int | Non
         owner_path, _, attr = name.rpartition(".")
         want, got = tuple(param.shape), tuple(state[name].shape)
         if owner_path == last and got[:1] != (outputs,) and len(got) == len(want):
-            raise UnsafeAdapter(f"{where}: the head has {got[0] if got else 0} outputs ({name} {got}) but zoo.json "
-                                f"lists {outputs} labels; the folder is inconsistent, publish it again")
+            raise UnsafeAdapter(f"{where}: the head has {got[0] if got else 0} outputs but zoo.json lists {outputs} "
+                                f"labels ({name} {got}); the folder is inconsistent, publish it again")
         if owner_path == last:
             want = (outputs, *want[1:])
         if got != want:
