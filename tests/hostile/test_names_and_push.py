@@ -276,3 +276,46 @@ def test_hub_listing_skips_cards_whose_name_or_base_is_not_plain(adapter, hub_se
     assert listed.returncode == 0, listed.stderr
     assert "good-name" in listed.stdout
     assert "\x1b" not in listed.stdout and "fine-name" not in listed.stdout
+
+
+def _hf_env(server, home) -> dict:
+    return {**os.environ, "HF_ENDPOINT": server.endpoint, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(home / "hf"), "ZOO_HOME": str(home / "zoo")}
+
+
+def _upload(folder, repo_id, env) -> None:
+    code = ("import sys; from huggingface_hub import HfApi; api = HfApi(); "
+            f"api.create_repo({repo_id!r}, exist_ok=True); api.upload_folder(folder_path={str(folder)!r}, repo_id={repo_id!r})")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+PULL = ("import json, os, sys; from zoo.hub.backends import HFHub; from zoo.errors import ZooError\n"
+        "try:\n    folder = HFHub().pull(sys.argv[1])\nexcept ZooError as e:\n    print('refused:', e); sys.exit(3)\n"
+        "print(json.dumps(sorted(os.listdir(folder))))")
+
+
+def test_a_pull_fetches_exactly_the_files_a_push_publishes(adapter, hub_server, tmp_path):
+    """A pattern like *.json matched files in subfolders too, and every *.safetensors came down: a stranger's repo
+    could make a pull download anything of any size. Only the top-level allow-listed files come now, of the
+    safetensors only the record's weights, each side file bounded."""
+    env = _hf_env(hub_server, tmp_path)
+    repo = tmp_path / "repo"
+    shutil.copytree(adapter, repo)
+    published = sorted(os.listdir(adapter))
+    (repo / "deep" / "deeper").mkdir(parents=True)
+    (repo / "deep" / "deeper" / "zoo.json").write_text("{}")
+    (repo / "deep" / "huge.safetensors").write_bytes(b"\0" * 4096)
+    shutil.copy(adapter / "adapter_model.safetensors", repo / "other.safetensors")
+    (repo / "weights.bin").write_bytes(b"\x80\x04pickle")
+    _upload(repo, "alice/pull-exact", env)
+    proc = subprocess.run([sys.executable, "-c", PULL, "alice/pull-exact"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == published
+
+    (repo / "notes.json").write_text(" " * (17 << 20) + "{}")
+    _upload(repo, "alice/pull-big", env)
+    proc = subprocess.run([sys.executable, "-c", PULL, "alice/pull-big"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 3 and "notes.json is 17,825,794 bytes" in proc.stdout, proc.stdout + proc.stderr

@@ -53,13 +53,18 @@ PUBLISHED_PATTERNS = ("*.json", "*.safetensors", "README.md", "*.png", "vocab.tx
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", re.ASCII)
 
 
+def published_name(name: str) -> bool:
+    """A file name a push may publish: plain (no folder, no odd characters) and on the allow-list above."""
+    return bool(_FILE_NAME.fullmatch(name)) and any(fnmatch.fnmatchcase(name, p) for p in PUBLISHED_PATTERNS)
+
+
 def published_files(folder: Path, record: "AdapterRecord") -> list[str]:
     """The names of the files a push of ``folder`` publishes, checked: the allow-list above, and of the
     safetensors files only the record's weights. A link among them is refused (UnsafeAdapter)."""
     out = []
     for path in sorted(Path(folder).iterdir()):
         name = path.name
-        if not _FILE_NAME.fullmatch(name) or not any(fnmatch.fnmatchcase(name, p) for p in PUBLISHED_PATTERNS):
+        if not published_name(name):
             continue
         if name.endswith(".safetensors") and name != record.weights:
             continue

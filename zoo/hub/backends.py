@@ -30,16 +30,18 @@ from zoo.artifact.record import (
     check_finite_weights,
     check_safe_folder,
     published_files,
+    published_name,
     read_record,
 )
 from zoo.data.bases import legacy_ids, same_base
 from zoo.data.endpoint import hub_endpoint, hub_reachable
 from zoo.data.ids import base_problem, check, name_problem, repo_problem, revision_problem
 from zoo.data.untrusted import finite
-from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, HubError, ZooError
+from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, HubError, UnsafeAdapter, ZooError
 from zoo.hub.local import LocalHub
 
 CAUSAL_PIPELINES = ("text-generation", "summarization")  # cards written before the zoo block named the task type
+MAX_SIDE_FILE_BYTES = 16 << 20  # zoo.json, adapter_config.json, the card, its plots, a tokenizer's vocabulary
 
 
 def _text(value) -> bool:
@@ -335,6 +337,37 @@ class HFHub:
             raise AdapterBaseMismatch(f"adapter {name!r} was trained on {record.base_model!r}, not {base!r}")
         return folder
 
+    def _published_set(self, repo_id: str, revision: str | None) -> tuple[str, list[str]]:
+        """(commit, file names) to download of a stranger's repo: its top-level files that a push publishes
+        (``published_files``' allow-list; a pattern like ``*.json`` also matches files in subfolders, which no push
+        writes), of the safetensors files only the one its zoo.json names, each side file at most
+        ``MAX_SIDE_FILE_BYTES``. Anything else in the repo is never downloaded."""
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.hf_api import RepoFile
+
+        # zoo.json first, at the revision asked for (the cache records which commit 'main' is, for offline loads);
+        # everything after reads that one commit, whatever is pushed meanwhile
+        top = {e.path: e.size for e in self.api.list_repo_tree(repo_id, revision=revision, recursive=False)
+               if isinstance(e, RepoFile)}
+        if top.get("zoo.json") is None or top["zoo.json"] > MAX_SIDE_FILE_BYTES:
+            raise AdapterNotFound(f"{repo_id} is not an adapter-zoo adapter: it has no zoo.json (of at most "
+                                  f"{MAX_SIDE_FILE_BYTES:,} bytes)")
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=["zoo.json"],
+                                        endpoint=self.endpoint, token=self._token))
+        sha = folder.name  # the snapshot folder is named by its commit
+        files = {e.path: e.size for e in self.api.list_repo_tree(repo_id, revision=sha, recursive=False)
+                 if isinstance(e, RepoFile) and published_name(e.path)}
+        big = sorted(name for name, size in files.items()
+                     if not name.endswith(".safetensors") and (size or 0) > MAX_SIDE_FILE_BYTES)
+        if big:
+            raise UnsafeAdapter(f"{repo_id}: {big[0]} is {files[big[0]]:,} bytes; an adapter's "
+                                f"{'records and cards' if big[0].endswith(('.json', '.md')) else 'side files'} "
+                                f"are at most {MAX_SIDE_FILE_BYTES:,}")
+        weights = read_record(folder).weights
+        if weights is not None and weights not in files:
+            raise UnsafeAdapter(f"{repo_id}: zoo.json names the weights {weights!r}, which the repo does not hold")
+        return sha, sorted(n for n in files if not n.endswith(".safetensors") or n == weights)
+
     def pull(self, repo_id: str, revision: str | None = None) -> Path:
         """Download an adapter repo into the Hugging Face cache (or find it there when offline)."""
         from huggingface_hub import snapshot_download
@@ -343,6 +376,8 @@ class HFHub:
         patterns = list(PUBLISHED_PATTERNS)  # what a push publishes; never a pickle
         offline = not hub_reachable()
         try:
+            if not offline:  # exactly the files a push publishes, sizes checked before a byte is fetched
+                revision, patterns = self._published_set(repo_id, revision)
             path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline,
                                      endpoint=self.endpoint, token=self._token)
         except LocalEntryNotFoundError:
