@@ -325,3 +325,13 @@ def test_space_without_a_reachable_hub_starts_and_says_why(tmp_path):
         assert "could not be listed" in refreshed[4] and "HF_HUB_OFFLINE" in refreshed[4]
     finally:
         stop(proc, log)
+
+
+def test_refresh_lists_the_hub_at_most_every_few_seconds(demo):
+    """Anyone may press Refresh (or call /refresh): each press listed the whole hub with the Space's token, which
+    a stranger could turn into Hub rate limits for everyone. Presses within REFRESH_SECONDS of a listing reuse it."""
+    c = client(demo)
+    first = c.predict(api_name="/refresh")[-1]
+    second = c.predict(api_name="/refresh")[-1]
+    assert "entries on" in first and "listed again at most every 10 s" not in first
+    assert "listed again at most every 10 s" in second

@@ -15,7 +15,10 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import math
 import os
+import threading
+import time
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -28,6 +31,7 @@ from zoo.errors import BadInput, ZooError
 
 log = logging.getLogger("zoo.demo.catalogue")
 
+REFRESH_SECONDS = 10.0  # the Refresh button lists the hub at most this often, however often it is pressed
 CONCURRENCY = 8  # requests computed at once; the registry routes each row to its adapter, so users never wait on each other's adapter
 TABLE_COLUMNS = ["Adapter", "Task", "Method", "Base", "Prediction", "Confidence", "Probabilities / text", "ms", "Validation"]
 TABLE_WIDTHS = ["14%", "12%", "9%", "10%", "9%", "7%", "27%", "5%", "7%"]
@@ -207,15 +211,24 @@ def build_app(catalogue: Catalogue | None = None, *, hub=None, concurrency: int 
     def run_status():
         return cat.loaded()
 
+    listed = {"at": -math.inf}
+    listing = threading.Lock()
+
     @checked()
     def run_refresh():
-        cat.refresh(strict=False)
+        with listing:  # anyone may press it: the hub (and the Space's token) sees one listing per REFRESH_SECONDS
+            ago = time.monotonic() - listed["at"]
+            if ago >= REFRESH_SECONDS:
+                listed["at"] = time.monotonic()
+                cat.refresh(strict=False)
         choices = _choices(cat)
         tasks, bases = cat.tasks(), cat.bases()
         return (gr.Dropdown(choices=choices, value=first(choices)), gr.Dropdown(choices=bases, value=bases[0] if bases else None),
                 gr.Dropdown(choices=tasks, value=tasks[0] if tasks else None),
                 gr.Dropdown(choices=["all tasks", *tasks], value="all tasks"),
-                cat.problem or f"{len(cat.entries)} entries on {cat.describe()}")
+                cat.problem or f"{len(cat.entries)} entries on {cat.describe()}" + (
+                    f" (listed {ago:.0f} s ago; listed again at most every {REFRESH_SECONDS:.0f} s)"
+                    if ago < REFRESH_SECONDS else ""))
 
     # ------------------------------------------------------------------ layout
     choices = _choices(cat)
