@@ -104,13 +104,18 @@ def test_the_zoo_records_the_base_id_for_plain_peft(good, tiny_bert):
         assert config["base_model_name_or_path"] == record["base_model"]
 
 
-def test_peft_fallback_refuses_a_base_that_disagrees(tiny_bert, tmp_path, zoo_home):
-    """DoRA is served by plain PEFT on a base of its own; the same agreement holds there."""
+@pytest.mark.parametrize("change, message", [
+    ({"base_model_name_or_path": "org/another-model"}, "base_model_name_or_path 'org/another-model' disagrees"),
+    # the plain-PEFT path reads the same checked config: a backtracking pattern never reaches PEFT's re.fullmatch
+    ({"target_modules": "(.*q.*)+uery"}, "repeats a group"),
+])
+def test_peft_fallback_refuses_a_base_that_disagrees(tiny_bert, tmp_path, zoo_home, change, message):
+    """DoRA is served by plain PEFT on a base of its own; the same agreement and checks hold there."""
     folder = make_adapter(str(tiny_bert), tmp_path / "dora", name="sst2-dora", labels=LABELS,
                           method=default_method("lora", use_dora=True))
-    edit_json(folder / "adapter_config.json", base_model_name_or_path="org/another-model")
+    edit_json(folder / "adapter_config.json", **change)
     LocalHub().push(folder)
-    with pytest.raises(UnsafeAdapter, match="base_model_name_or_path 'org/another-model' disagrees"):
+    with pytest.raises(UnsafeAdapter, match=message):
         zoo.load(str(tiny_bert), adapter="sst2-dora")
 
 
@@ -272,16 +277,6 @@ def test_adapter_config_patterns_sizes_and_scales_are_checked_where_read(registr
     path = folder / "adapter_config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **change}))  # json.dumps writes NaN as NaN
     assert_refused_and_others_intact(registry, folder, message, before)
-
-
-def test_the_plain_peft_path_reads_the_same_checked_config(tiny_bert, tmp_path, zoo_home):
-    """DoRA is served by PEFT on a base of its own: a backtracking target_modules never reaches PEFT's re.fullmatch."""
-    folder = make_adapter(str(tiny_bert), tmp_path / "dora", name="sst2-dora", labels=LABELS,
-                          method=default_method("lora", use_dora=True))
-    edit_json(folder / "adapter_config.json", target_modules="(.*q.*)+uery")
-    LocalHub().push(folder)
-    with pytest.raises(UnsafeAdapter, match="repeats a group"):
-        zoo.load(str(tiny_bert), adapter="sst2-dora")
 
 
 def test_lora_that_overflows_once_scaled_is_refused(registry, good, tmp_path, before):
