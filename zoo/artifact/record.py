@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 
 from zoo.config.generation import GENERATION_DEFAULTS, check_generation
 from zoo.config.prompts import label_words, prompt_problem
-from zoo.data.ids import base_problem, check, name_problem
+from zoo.data.ids import base_problem, check, name_problem, shown_text
 from zoo.data.untrusted import number_problem, read_json
 from zoo.errors import UnsafeAdapter, UnsupportedFormat
 
@@ -223,8 +223,7 @@ class AdapterRecord:
             if key in data and not ok(data[key]):
                 raise UnsafeAdapter(f"{where}: {key} must be {what}, got {str(data[key])[:60]!r}")
 
-        # shown on pages and terminals: printable (no control characters, no escape sequences), bounded
-        text = lambda v: isinstance(v, str) and 0 < len(v) <= 200 and v.isprintable()  # noqa: E731
+        text = shown_text  # shown on pages and terminals: printable (no control characters, no escape sequences), bounded
         need("task", text, "a task id")
         need("method", text, "a method name")
         need("labels", lambda v: isinstance(v, list) and len(v) <= MAX_LABELS and all(text(x) for x in v)

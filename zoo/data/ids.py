@@ -13,6 +13,8 @@ id never holds ``--``, the local hub's folder name ``org--name`` stands for exac
     (True, True)
     >>> base_problem("org--model") is not None, base_problem("/tmp/models/tiny") is None
     (True, True)
+    >>> shown_text("negative"), shown_text("\\x1b[2Jred"), shown_text(""), shown_text(7)
+    (True, False, False, False)
 """
 
 from __future__ import annotations
@@ -22,10 +24,17 @@ import re
 MAX_NAME = 96       # the Hub's limit on a repo name (and so on an adapter name, pushed as user/name)
 MAX_PATH = 1024     # a local base folder's path
 MAX_REVISION = 128
+MAX_SHOWN = 200     # a task id, method name or label a stranger wrote, shown on pages and terminals
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,%d}[A-Za-z0-9_])?" % (MAX_NAME - 2), re.ASCII)
 _PATH_PART = re.compile(r"[A-Za-z0-9_.+@=,-]{1,255}", re.ASCII)
 _REVISION = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*", re.ASCII)
+
+
+def shown_text(value) -> bool:
+    """Whether ``value`` is text a stranger may put on a page or a terminal as a task, method or label name:
+    1 to ``MAX_SHOWN`` characters, all printable (no control characters, line breaks or escape sequences)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_SHOWN and value.isprintable()
 
 
 def _shown(value) -> str:

@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from zoo.data.sources import ResolvedModel
 from zoo.errors import RecipeError
 from zoo.models.dropout import dropout_overrides
+from zoo.models.identity import settle
 from zoo.models.quantization import load_4bit
 
 
@@ -27,15 +28,6 @@ def load_base_causal(base: ResolvedModel, *, quantization=None, dtype=None, drop
         except ValueError as e:  # an encoder (BERT) has no causal-LM head
             raise RecipeError(f"base {base.model_id!r} is not a causal language model ({e}); "
                               "causal recipes need a decoder such as SmolLM2, GPT-2 or Llama") from None
-    if tokenizer.pad_token is None:  # GPT-2 and Llama ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    # The id, not the folder it was read from here: PEFT writes it as base_model_name_or_path, which plain
-    # PEFT users on other machines load, and which the zoo checks against zoo.json's base_model. PEFT reads the
-    # model's own name_or_path attribute (set from the config when the model was built), so both are set.
-    model.config._name_or_path = base.model_id
-    model.name_or_path = base.model_id
-    return model, tokenizer
+    return settle(model, tokenizer, base.model_id)
 
 

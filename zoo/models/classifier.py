@@ -7,6 +7,7 @@ from transformers.utils import logging as hf_logging
 
 from zoo.data.sources import ResolvedModel
 from zoo.models.dropout import dropout_overrides
+from zoo.models.identity import settle
 from zoo.models.quantization import load_4bit
 
 
@@ -41,15 +42,6 @@ def load_base_classifier(base: ResolvedModel, labels: tuple[str, ...], *, dtype=
         )
     finally:
         hf_logging.set_verbosity(level)
-    if tokenizer.pad_token is None:  # decoder-only bases (GPT-2, Llama) ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    # The id, not the folder it was read from here: PEFT writes it as base_model_name_or_path, which plain
-    # PEFT users on other machines load, and which the zoo checks against zoo.json's base_model. PEFT reads the
-    # model's own name_or_path attribute (set from the config when the model was built), so both are set.
-    model.config._name_or_path = base.model_id
-    model.name_or_path = base.model_id
-    return model, tokenizer
+    return settle(model, tokenizer, base.model_id)
 
 
