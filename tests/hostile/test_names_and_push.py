@@ -319,3 +319,73 @@ def test_a_pull_fetches_exactly_the_files_a_push_publishes(adapter, hub_server, 
     proc = subprocess.run([sys.executable, "-c", PULL, "alice/pull-big"], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 3 and "notes.json is 17,825,794 bytes" in proc.stdout, proc.stdout + proc.stderr
+
+
+PULL_FOR = ("import collections, json, os, shutil, sys; from zoo.hub.backends import HFHub\n"
+            "from zoo.errors import ZooError\n"
+            "if 'TEST_FREE_BYTES' in os.environ:\n"
+            "    usage = collections.namedtuple('usage', 'total used free')\n"
+            "    shutil.disk_usage = lambda p: usage(1 << 50, 0, int(os.environ['TEST_FREE_BYTES']))\n"
+            "try:\n    folder = HFHub().pull(sys.argv[1], base=sys.argv[2] if sys.argv[2] != '-' else None)\n"
+            "except ZooError as e:\n    print('refused:', type(e).__name__, e); sys.exit(3)\n"
+            "print(json.dumps(sorted(os.listdir(folder))))")
+
+
+def _pull_for(repo_id, base, env, **extra):
+    proc = subprocess.run([sys.executable, "-c", PULL_FOR, repo_id, base or "-"], env={**env, **extra},
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr + proc.stdout  # stdout last: its last line is the listing
+
+
+def _snapshots(env, repo_id):
+    root = os.path.join(env["HF_HOME"], "hub", "models--" + repo_id.replace("/", "--"), "snapshots")
+    return sorted(name for snap in os.listdir(root) for name in os.listdir(os.path.join(root, snap)))
+
+
+def test_a_pull_refuses_weights_larger_than_the_base_can_need_before_fetching_them(adapter, hub_server, tmp_path,
+                                                                                    tiny_bert):
+    """A weights file had no bound: a stranger's 'adapter' of any size came down whole before anything read it. Now
+    its listed size is compared, before a byte of it is fetched, with twice its base's own weights plus a head (the
+    base a local folder, or a Hub repo's listing), and with the disk's free space."""
+    env = _hf_env(hub_server, tmp_path)
+    base_repo = tmp_path / "base"
+    base_repo.mkdir()
+    shutil.copy(tiny_bert / "model.safetensors", base_repo / "model.safetensors")
+    shutil.copy(tiny_bert / "config.json", base_repo / "config.json")
+    _upload(base_repo, "bob/tiny-base", env)
+    limit = 2 * (tiny_bert / "model.safetensors").stat().st_size + (16 << 20)
+
+    fine = copy_as(adapter, tmp_path / "fine", base_model="bob/tiny-base")
+    _upload(fine, "alice/fine", env)
+    rc, out = _pull_for("alice/fine", None, env)
+    assert rc == 0 and "adapter_model.safetensors" in json.loads(out.splitlines()[-1]), out
+
+    for name, base, claimed in [("alice/huge-hub", None, "bob/tiny-base"), ("alice/huge-local", str(tiny_bert),
+                                                                           str(tiny_bert))]:
+        huge = copy_as(adapter, tmp_path / name.split("/")[1], base_model=claimed)
+        (huge / "adapter_model.safetensors").write_bytes(b"\0" * (limit + 1))
+        _upload(huge, name, env)
+        rc, out = _pull_for(name, base, env)
+        assert rc == 3 and "UnsafeAdapter" in out and f"its weights file is {limit + 1:,} bytes" in out, out
+        assert f"needs at most {limit:,}" in out, out
+        assert _snapshots(env, name) == ["zoo.json"]  # nothing but the record came down
+
+    # the disk: a file the cache's disk cannot take with 1 GiB to spare is refused, whatever the base, unless the
+    # cache already holds it
+    _upload(fine, "alice/fine-disk", env)
+    rc, out = _pull_for("alice/fine-disk", None, env, TEST_FREE_BYTES=str(1 << 30))
+    assert rc == 3 and "HubError" in out and "free some space" in out, out
+    assert _snapshots(env, "alice/fine-disk") == ["zoo.json"]
+    rc, out = _pull_for("alice/fine", None, env, TEST_FREE_BYTES=str(1 << 30))
+    assert rc == 0, out
+
+
+def test_a_pull_for_another_base_stops_after_the_record(adapter, hub_server, tmp_path, tiny_bert):
+    """An adapter found for one base but trained on another was refused only after its weights were downloaded."""
+    env = _hf_env(hub_server, tmp_path)
+    _upload(adapter, "alice/other-base", env)
+    rc, out = _pull_for("alice/other-base", "org/another-model", env)
+    assert rc == 3 and "AdapterBaseMismatch" in out and "not 'org/another-model'" in out, out
+    assert _snapshots(env, "alice/other-base") == ["zoo.json"]
+    rc, out = _pull_for("alice/other-base", str(tiny_bert), env)
+    assert rc == 0, out

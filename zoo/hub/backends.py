@@ -19,6 +19,7 @@ logged or written; messages that come back from the server are scrubbed of it al
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,19 +34,43 @@ from zoo.artifact.record import (
     published_name,
     read_record,
 )
-from zoo.data.bases import legacy_ids, same_base
+from zoo.data.bases import canonical_base, legacy_ids, same_base
 from zoo.data.endpoint import hub_endpoint, hub_reachable
-from zoo.data.ids import base_problem, check, name_problem, repo_problem, revision_problem
+from zoo.data.ids import base_problem, check, name_problem, repo_problem, revision_problem, shown_text
 from zoo.data.untrusted import finite
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, HubError, UnsafeAdapter, ZooError
 from zoo.hub.local import LocalHub
 
 CAUSAL_PIPELINES = ("text-generation", "summarization")  # cards written before the zoo block named the task type
 MAX_SIDE_FILE_BYTES = 16 << 20  # zoo.json, adapter_config.json, the card, its plots, a tokenizer's vocabulary
+DISK_HEADROOM_BYTES = 1 << 30   # a pull leaves at least this much free on the cache's disk
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf")
 
 
-def _text(value) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable()
+def weights_limit(base_bytes: int | None) -> int | None:
+    """The largest weights file an adapter of a base whose own weights take ``base_bytes`` can need: a full
+    fine-tune in float32 of a 16-bit base is twice the base, plus a head (label rows) within
+    ``MAX_SIDE_FILE_BYTES``; every parameter-efficient method is far below. None when the base's size is unknown.
+
+        >>> weights_limit(1_000_000) == 2_000_000 + MAX_SIDE_FILE_BYTES, weights_limit(None)
+        (True, None)
+    """
+    return None if not base_bytes else 2 * base_bytes + MAX_SIDE_FILE_BYTES
+
+
+def _one_format_bytes(sizes: dict[str, int]) -> int | None:
+    """The bytes of a base's weights from its top-level files' sizes: a repo often holds one model in several
+    formats (safetensors beside pytorch_model.bin), so the largest format's total, not the sum (None: no weights)."""
+    totals = [sum(v for k, v in sizes.items() if k.endswith(suffix)) for suffix in _WEIGHT_SUFFIXES]
+    return max(totals) or None
+
+
+def _folder_weight_bytes(folder: Path) -> int | None:
+    """The bytes of a local base folder's top-level weight files (None when it holds none)."""
+    try:
+        return _one_format_bytes({p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()})
+    except OSError:
+        return None
 
 
 def listing_row(card: dict, repo_id: str, revision, private: bool) -> dict | None:
@@ -60,10 +85,10 @@ def listing_row(card: dict, repo_id: str, revision, private: bool) -> dict | Non
     base = bases[0] if isinstance(bases, list) and bases else bases
     if not isinstance(base, str) or base_problem(base):
         return None
-    if not all(_text(zoo.get(key)) for key in ("task", "method")) or zoo.get("task_type") not in (None, *TASK_TYPES):
+    if not all(shown_text(zoo.get(key)) for key in ("task", "method")) or zoo.get("task_type") not in (None, *TASK_TYPES):
         return None
     labels = zoo.get("labels")
-    if labels is not None and not (isinstance(labels, list) and len(labels) <= MAX_LABELS and all(map(_text, labels))):
+    if labels is not None and not (isinstance(labels, list) and len(labels) <= MAX_LABELS and all(map(shown_text, labels))):
         return None
     metrics = {}
     index, results = card.get("model-index"), []
@@ -73,7 +98,7 @@ def listing_row(card: dict, repo_id: str, revision, private: bool) -> dict | Non
             return None
     for result in results:
         found = result.get("metrics") if isinstance(result, dict) else None
-        if not isinstance(found, list) or not all(isinstance(x, dict) and _text(x.get("type")) and finite(x.get("value"))
+        if not isinstance(found, list) or not all(isinstance(x, dict) and shown_text(x.get("type")) and finite(x.get("value"))
                                                   for x in found):
             return None
         metrics.update({x["type"]: x["value"] for x in found})
@@ -322,7 +347,7 @@ class HFHub:
         """A short name (``sst2-lora``) through the index, or ``ORG/NAME[@REV]``: the downloaded folder."""
         parsed = parse_repo(name)
         if parsed:
-            folder = self.pull(*parsed)
+            folder = self.pull(*parsed, base=base)
         else:
             matches = [e for e in self.list(base=base) if e["name"] == name]
             if not matches:
@@ -331,17 +356,19 @@ class HFHub:
                 repos = ", ".join(e["repo_id"] for e in matches)
                 raise AdapterNotFound(f"{len(matches)} adapters are named {name!r} for {base!r} ({repos}); "
                                       "load one by its repo id")
-            folder = self.pull(matches[0]["repo_id"], matches[0]["revision"])
+            folder = self.pull(matches[0]["repo_id"], matches[0]["revision"], base=base)
         record = read_record(folder)
         if not same_base(record.base_model, base):
             raise AdapterBaseMismatch(f"adapter {name!r} was trained on {record.base_model!r}, not {base!r}")
         return folder
 
-    def _published_set(self, repo_id: str, revision: str | None) -> tuple[str, list[str]]:
+    def _published_set(self, repo_id: str, revision: str | None, base: str | None = None) -> tuple[str, list[str]]:
         """(commit, file names) to download of a stranger's repo: its top-level files that a push publishes
         (``published_files``' allow-list; a pattern like ``*.json`` also matches files in subfolders, which no push
         writes), of the safetensors files only the one its zoo.json names, each side file at most
-        ``MAX_SIDE_FILE_BYTES``. Anything else in the repo is never downloaded."""
+        ``MAX_SIDE_FILE_BYTES``, the weights within ``weights_limit`` of the base and the disk's free space. An
+        adapter for another base than ``base`` (when given) is refused after zoo.json alone. Anything else in the
+        repo is never downloaded."""
         from huggingface_hub import snapshot_download
         from huggingface_hub.hf_api import RepoFile
 
@@ -355,21 +382,58 @@ class HFHub:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=["zoo.json"],
                                         endpoint=self.endpoint, token=self._token))
         sha = folder.name  # the snapshot folder is named by its commit
-        files = {e.path: e.size for e in self.api.list_repo_tree(repo_id, revision=sha, recursive=False)
-                 if isinstance(e, RepoFile) and published_name(e.path)}
+        record = read_record(folder)
+        if base is not None and not same_base(record.base_model, base):  # refused before its weights come down
+            raise AdapterBaseMismatch(f"{repo_id} was trained on {record.base_model!r}, not {base!r}")
+        if sha != revision:  # the listing above was of a branch or tag: list the commit zoo.json came from
+            top = {e.path: e.size for e in self.api.list_repo_tree(repo_id, revision=sha, recursive=False)
+                   if isinstance(e, RepoFile)}
+        files = {name: size for name, size in top.items() if published_name(name)}
         big = sorted(name for name, size in files.items()
                      if not name.endswith(".safetensors") and (size or 0) > MAX_SIDE_FILE_BYTES)
         if big:
             raise UnsafeAdapter(f"{repo_id}: {big[0]} is {files[big[0]]:,} bytes; an adapter's "
                                 f"{'records and cards' if big[0].endswith(('.json', '.md')) else 'side files'} "
                                 f"are at most {MAX_SIDE_FILE_BYTES:,}")
-        weights = read_record(folder).weights
+        weights = record.weights
         if weights is not None and weights not in files:
             raise UnsafeAdapter(f"{repo_id}: zoo.json names the weights {weights!r}, which the repo does not hold")
+        if weights is not None:
+            # the caller's base; without one (`zoo pull`), the record's, which its author chose, so a bound only as
+            # tight as the base it names (a stranger's path on this machine is never looked at)
+            measured = base if base is not None else None if Path(record.base_model).is_absolute() else record.base_model
+            self._check_weights_size(repo_id, measured, weights, files[weights] or 0, folder)
         return sha, sorted(n for n in files if not n.endswith(".safetensors") or n == weights)
 
-    def pull(self, repo_id: str, revision: str | None = None) -> Path:
-        """Download an adapter repo into the Hugging Face cache (or find it there when offline)."""
+    def _base_weight_bytes(self, base: str) -> int | None:
+        """The bytes of a base's own weights: a local folder's files, or its Hub repo's top-level listing (None when
+        neither can be read: the bound then falls back to the disk's free space)."""
+        if Path(base).is_absolute():
+            return _folder_weight_bytes(Path(base))
+        from huggingface_hub.hf_api import RepoFile
+        try:
+            return _one_format_bytes({e.path: e.size or 0 for e in self.api.list_repo_tree(canonical_base(base),
+                                      recursive=False) if isinstance(e, RepoFile)})
+        except Exception:  # noqa: BLE001 - a base we cannot list (gated, renamed, offline): no base-relative bound
+            return None
+
+    def _check_weights_size(self, repo_id: str, base: str | None, weights: str, size: int, folder: Path) -> None:
+        """Refuse, before a byte of it is fetched, a weights file larger than its base can need (``weights_limit``)
+        or larger than the cache's disk can take with ``DISK_HEADROOM_BYTES`` to spare: a stranger's repo may not
+        fill the disk a running server writes to."""
+        limit = weights_limit(self._base_weight_bytes(base)) if base is not None else None
+        if limit is not None and size > limit:
+            raise UnsafeAdapter(f"{repo_id}: its weights file is {size:,} bytes; an adapter of {base} needs at most "
+                                f"{limit:,} (twice the base's own weights, plus a head)")
+        free = shutil.disk_usage(folder).free
+        if size > free - DISK_HEADROOM_BYTES and not (folder / weights).is_file():  # not already in the cache
+            raise HubError(f"{repo_id}: its weights file is {size:,} bytes and the cache's disk has {free:,} free; "
+                           f"free some space (a pull leaves {DISK_HEADROOM_BYTES:,} bytes to spare) or set "
+                           "HF_HUB_CACHE to a larger disk")
+
+    def pull(self, repo_id: str, revision: str | None = None, *, base: str | None = None) -> Path:
+        """Download an adapter repo into the Hugging Face cache (or find it there when offline); with ``base``, an
+        adapter for another base is refused before its weights are downloaded."""
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -377,12 +441,14 @@ class HFHub:
         offline = not hub_reachable()
         try:
             if not offline:  # exactly the files a push publishes, sizes checked before a byte is fetched
-                revision, patterns = self._published_set(repo_id, revision)
+                revision, patterns = self._published_set(repo_id, revision, base)
             path = snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline,
                                      endpoint=self.endpoint, token=self._token)
         except LocalEntryNotFoundError:
             raise HubError(f"{repo_id} is not in the local cache and {self.describe()} cannot be reached; "
                            "connect once to download it") from None
+        except ZooError:
+            raise  # a refusal of the repo (its base, its files): said as it is, not as a failed download
         except _transport_errors() as e:
             raise self._fail(f"downloading {repo_id}", e) from None
         folder = Path(path)
