@@ -290,9 +290,25 @@ def _upload(folder, repo_id, env) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-PULL = ("import json, os, sys; from zoo.hub.backends import HFHub; from zoo.errors import ZooError\n"
-        "try:\n    folder = HFHub().pull(sys.argv[1])\nexcept ZooError as e:\n    print('refused:', e); sys.exit(3)\n"
-        "print(json.dumps(sorted(os.listdir(folder))))")
+PULL = ("import collections, json, os, shutil, sys; from zoo.hub.backends import HFHub\n"
+            "from zoo.errors import ZooError\n"
+            "if 'TEST_FREE_BYTES' in os.environ:\n"
+            "    usage = collections.namedtuple('usage', 'total used free')\n"
+            "    shutil.disk_usage = lambda p: usage(1 << 50, 0, int(os.environ['TEST_FREE_BYTES']))\n"
+            "try:\n    folder = HFHub().pull(sys.argv[1], base=sys.argv[2] if sys.argv[2] != '-' else None)\n"
+            "except ZooError as e:\n    print('refused:', type(e).__name__, e); sys.exit(3)\n"
+            "print(json.dumps(sorted(os.listdir(folder))))")
+
+
+def _pull_for(repo_id, base, env, **extra):
+    proc = subprocess.run([sys.executable, "-c", PULL, repo_id, base or "-"], env={**env, **extra},
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr + proc.stdout  # stdout last: its last line is the listing
+
+
+def _snapshots(env, repo_id):
+    root = os.path.join(env["HF_HOME"], "hub", "models--" + repo_id.replace("/", "--"), "snapshots")
+    return sorted(name for snap in os.listdir(root) for name in os.listdir(os.path.join(root, snap)))
 
 
 def test_a_pull_fetches_exactly_the_files_a_push_publishes(adapter, hub_server, tmp_path):
@@ -309,37 +325,14 @@ def test_a_pull_fetches_exactly_the_files_a_push_publishes(adapter, hub_server, 
     shutil.copy(adapter / "adapter_model.safetensors", repo / "other.safetensors")
     (repo / "weights.bin").write_bytes(b"\x80\x04pickle")
     _upload(repo, "alice/pull-exact", env)
-    proc = subprocess.run([sys.executable, "-c", PULL, "alice/pull-exact"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1]) == published
+    rc, out = _pull_for("alice/pull-exact", None, env)
+    assert rc == 0, out
+    assert json.loads(out.splitlines()[-1]) == published
 
     (repo / "notes.json").write_text(" " * (17 << 20) + "{}")
     _upload(repo, "alice/pull-big", env)
-    proc = subprocess.run([sys.executable, "-c", PULL, "alice/pull-big"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 3 and "notes.json is 17,825,794 bytes" in proc.stdout, proc.stdout + proc.stderr
-
-
-PULL_FOR = ("import collections, json, os, shutil, sys; from zoo.hub.backends import HFHub\n"
-            "from zoo.errors import ZooError\n"
-            "if 'TEST_FREE_BYTES' in os.environ:\n"
-            "    usage = collections.namedtuple('usage', 'total used free')\n"
-            "    shutil.disk_usage = lambda p: usage(1 << 50, 0, int(os.environ['TEST_FREE_BYTES']))\n"
-            "try:\n    folder = HFHub().pull(sys.argv[1], base=sys.argv[2] if sys.argv[2] != '-' else None)\n"
-            "except ZooError as e:\n    print('refused:', type(e).__name__, e); sys.exit(3)\n"
-            "print(json.dumps(sorted(os.listdir(folder))))")
-
-
-def _pull_for(repo_id, base, env, **extra):
-    proc = subprocess.run([sys.executable, "-c", PULL_FOR, repo_id, base or "-"], env={**env, **extra},
-                          capture_output=True, text=True, timeout=300)
-    return proc.returncode, proc.stderr + proc.stdout  # stdout last: its last line is the listing
-
-
-def _snapshots(env, repo_id):
-    root = os.path.join(env["HF_HOME"], "hub", "models--" + repo_id.replace("/", "--"), "snapshots")
-    return sorted(name for snap in os.listdir(root) for name in os.listdir(os.path.join(root, snap)))
+    rc, out = _pull_for("alice/pull-big", None, env)
+    assert rc == 3 and "notes.json is 17,825,794 bytes" in out, out
 
 
 def test_a_pull_refuses_weights_larger_than_the_base_can_need_before_fetching_them(adapter, hub_server, tmp_path,

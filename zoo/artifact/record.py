@@ -118,13 +118,13 @@ MAX_LABELS = 10_000  # far beyond any task's label set; each label is a column o
 _REQUIRED = ("name", "base_model", "task", "method", "labels", "weights")
 
 
-def _sweep_ok(v, text) -> bool:
+def _sweep_ok(v) -> bool:
     """A sweep point as zoo.Sweep writes it: names printable, values plain JSON scalars, the point on the grid."""
     scalar = lambda x: x is None or isinstance(x, (bool, int, str)) or isinstance(x, float) and math.isfinite(x)  # noqa: E731
-    if not (isinstance(v, dict) and set(v) == {"family", "grid", "point"} and text(v["family"])
+    if not (isinstance(v, dict) and set(v) == {"family", "grid", "point"} and shown_text(v["family"])
             and isinstance(v["grid"], dict) and isinstance(v["point"], dict) and 0 < len(v["grid"]) <= 8):
         return False
-    grid_ok = all(text(k) and isinstance(vals, list) and 0 < len(vals) <= 100 and all(map(scalar, vals))
+    grid_ok = all(shown_text(k) and isinstance(vals, list) and 0 < len(vals) <= 100 and all(map(scalar, vals))
                   for k, vals in v["grid"].items())
     return grid_ok and set(v["point"]) == set(v["grid"]) and all(scalar(x) for x in v["point"].values())
 
@@ -223,10 +223,10 @@ class AdapterRecord:
             if key in data and not ok(data[key]):
                 raise UnsafeAdapter(f"{where}: {key} must be {what}, got {str(data[key])[:60]!r}")
 
-        text = shown_text  # shown on pages and terminals: printable (no control characters, no escape sequences), bounded
-        need("task", text, "a task id")
-        need("method", text, "a method name")
-        need("labels", lambda v: isinstance(v, list) and len(v) <= MAX_LABELS and all(text(x) for x in v)
+        # shown on pages and terminals: printable (no control characters, no escape sequences), bounded
+        need("task", shown_text, "a task id")
+        need("method", shown_text, "a method name")
+        need("labels", lambda v: isinstance(v, list) and len(v) <= MAX_LABELS and all(map(shown_text, v))
              and len(set(v)) == len(v), f"a list of at most {MAX_LABELS} distinct label names ([] for free text)")
         if data.get("task_type", "SEQ_CLS") == "SEQ_CLS" and not data["labels"]:
             raise UnsafeAdapter(f"{where}: a classifier (task_type SEQ_CLS) needs its labels; the list is empty")
@@ -247,9 +247,9 @@ class AdapterRecord:
             if problem:
                 raise UnsafeAdapter(f"{where}: {problem}")
         if data.get("verbalizer") is not None:
-            need("verbalizer", lambda v: all(k in data["labels"] and isinstance(w, list) and all(text(x) for x in w)
+            need("verbalizer", lambda v: all(k in data["labels"] and isinstance(w, list) and all(map(shown_text, w))
                                              for k, w in v.items()), "label -> list of words, for its own labels")
-        need("sweep", lambda v: v is None or _sweep_ok(v, text),
+        need("sweep", lambda v: v is None or _sweep_ok(v),
              "null or {family, grid: {key: [values]}, point: {key: value}} of plain names and values")
         if data.get("generation"):
             # keys a newer zoo.json may add are ignored; the known ones must make sense

@@ -396,12 +396,14 @@ class HFHub:
                                 f"{'records and cards' if big[0].endswith(('.json', '.md')) else 'side files'} "
                                 f"are at most {MAX_SIDE_FILE_BYTES:,}")
         weights = record.weights
-        if weights is not None and weights not in files:
-            raise UnsafeAdapter(f"{repo_id}: zoo.json names the weights {weights!r}, which the repo does not hold")
         if weights is not None:
+            if weights not in files:
+                raise UnsafeAdapter(f"{repo_id}: zoo.json names the weights {weights!r}, which the repo does not hold")
             # the caller's base; without one (`zoo pull`), the record's, which its author chose, so a bound only as
             # tight as the base it names (a stranger's path on this machine is never looked at)
-            measured = base if base is not None else None if Path(record.base_model).is_absolute() else record.base_model
+            measured = base
+            if measured is None and not Path(record.base_model).is_absolute():
+                measured = record.base_model
             self._check_weights_size(repo_id, measured, weights, files[weights] or 0, folder)
         return sha, sorted(n for n in files if not n.endswith(".safetensors") or n == weights)
 
