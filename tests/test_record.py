@@ -39,8 +39,14 @@ def test_a_newer_format_is_a_clear_error_naming_the_version_this_package_reads(t
     ("max_length", 10**9, "max_length"), ("labels", "positive", "labels must be a list"),
     ("labels", ["a", "a"], "distinct"), ("weights", "adapter_model.bin", "weights must be"),
     ("task_type", "SEQ_2_SEQ_LM", "task_type"), ("text_fields", ["text", "../x"], "text_fields"),
-    ("generation", {"num_beams": 0}, "num_beams"), ("name", "../../x", "not a plain name"),
-    ("metrics", [], "metrics must be an object"),
+    ("generation", {"num_beams": 0}, "num_beams"), ("generation", {"num_beams": 2000}, "num_beams"),
+    ("name", "../../x", "not a plain name"), ("metrics", [], "metrics must be an object"),
+    # read by every listing, the Space and the report: a split's figures are an object, not text or a number
+    ("metrics", {"validation": "xy"}, "metrics must be an object of objects"),
+    ("baseline", {"majority": 0.5}, "baseline must be an object of objects"),
+    # a grid of 100**6 points made the report's heat map try to draw a panel for each
+    ("sweep", {"family": "f", "grid": {k: list(range(100)) for k in "abcdef"}, "point": {k: 0 for k in "abcdef"}},
+     "sweep must be"),
 ])
 def test_bad_fields_are_refused_with_the_field_named(key, value, message, tmp_path):
     (tmp_path / "zoo.json").write_text(json.dumps({**GOOD, key: value}))

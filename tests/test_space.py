@@ -229,3 +229,27 @@ def test_concurrent_generations_with_the_same_settings_share_one_call(space_cat,
     assert [r["text"] for r in rows] == [want] * 8, "each request gets its own answer, as alone"
     assert max(r["batch"] for r in rows) > 1, "requests that arrived together shared a generate call"
     assert all(r["finish_reason"] in ("stop", "length") and r["completion_tokens"] >= 1 for r in rows)
+
+
+def test_an_entry_s_own_max_new_tokens_is_held_to_what_a_request_may_ask(space_cat, space_backend, tmp_path):
+    """An entry's zoo.json (a stranger's) set max_new_tokens up to the base's positions, and a request that left the
+    length to the entry generated that many tokens on the base's one generation worker, whatever the server's limit
+    on what clients may ask (256)."""
+    from zoo.demo.entries import MAX_NEW_TOKENS
+
+    entry = space_cat.get("alpaca-lora")
+    folder = tmp_path / "alpaca-long"
+    shutil.copytree(space_backend.find(entry.base, entry.key), folder)
+    meta = json.loads((folder / "zoo.json").read_text())
+    meta.update(name="alpaca-long", max_length=64, generation={**meta.get("generation", {}), "max_new_tokens": 900,
+                                                                "do_sample": False, "repetition_penalty": 1.0})
+    (folder / "zoo.json").write_text(json.dumps(meta))
+    hub = LocalHub(tmp_path / "hub")
+    hub.push(folder)
+    cat = Catalogue(LocalBackend(hub))
+    long = cat.get("alpaca-long")
+    row = cat.answer_rows([(long, item_for(long))], strict=True)[0]
+    assert row["completion_tokens"] == MAX_NEW_TOKENS and row["finish_reason"] == "length", row
+    asked = cat.answer_rows([(long, item_for(long))], settings={"max_new_tokens": 5}, strict=True)[0]
+    assert asked["completion_tokens"] <= 5
+    assert zoo.load(long.base, adapter="alpaca-long", hub=cat.backend).record.generation["max_new_tokens"] == 900

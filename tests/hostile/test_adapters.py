@@ -255,6 +255,9 @@ def test_a_replaced_block_tensor_of_another_shape_is_refused(registry, good, tmp
 @pytest.mark.parametrize("method, change, message", [
     ("lora", {"rank_pattern": {"([a-z0-9_.]+)+Z": 8}}, "repeats a group"),
     ("lora", {"alpha_pattern": {"(": 8}}, "not a regular expression"),
+    # each key is tried on every module inside '(.*\.)?(KEY)$': 4,096 keys of '.*.*.*!' took minutes per load
+    ("lora", {"rank_pattern": {f"layer{i}": 8 for i in range(65)}}, "at most 64 module patterns"),
+    ("lora", {"alpha_pattern": {".*.*!": 8}}, "more than 1 repetition "),
     ("lora", {"target_modules": "a*b*c*d*e*"}, "more than 3 repetitions"),
     ("lora", {"exclude_modules": "x" * 600}, "1 to 512 characters"),
     ("lora", {"layers_pattern": ["(a|aa)+$"]}, "repeats a group"),

@@ -382,3 +382,40 @@ def test_a_pull_for_another_base_stops_after_the_record(adapter, hub_server, tmp
     assert _snapshots(env, "alice/other-base") == ["zoo.json"]
     rc, out = _pull_for("alice/other-base", str(tiny_bert), env)
     assert rc == 0, out
+
+
+CATALOGUE = ("import json; from zoo.demo.catalogue import Catalogue\n"
+             "cat = Catalogue('hf')\n"
+             "print(json.dumps({'listed': sorted(e.name for e in cat.entries.values()), 'skipped': cat.skipped}))")
+
+
+def test_a_hub_listing_cannot_make_a_catalogue_load_a_folder_of_this_machine(hub_server, tmp_path, tiny_bert):
+    """A stranger's card naming a folder of the server's machine as its base (any absolute path passes the name
+    rules) made the Space and `zoo serve --hub hf` load that folder, a model its operator never published, and answer
+    with it. A Hub listing's entries now load Hub bases only, unless the operator allows bases with ZOO_BASES."""
+    env = _hf_env(hub_server, tmp_path)
+    for repo, name, base in (("alice/folder-base", "folder-base", str(tiny_bert)),
+                             ("alice/hub-base", "hub-base", "bob/tiny-base")):
+        card = (f"---\ntags: [adapter-zoo]\nbase_model: {json.dumps(base)}\nzoo:\n  name: {name}\n  task: glue/sst2\n"
+                "  method: lora\n---\n")
+        code = ("import sys; from huggingface_hub import HfApi; api = HfApi(); "
+                f"api.create_repo({repo!r}, exist_ok=True); "
+                f"api.upload_file(path_or_fileobj=sys.stdin.buffer.read(), path_in_repo='README.md', repo_id={repo!r})")
+        proc = subprocess.run([sys.executable, "-c", code], input=card.encode(), env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+
+    def catalogue(**extra):
+        proc = subprocess.run([sys.executable, "-c", CATALOGUE], env={**env, **extra}, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    got = catalogue()
+    assert "hub-base" in got["listed"] and "folder-base" not in got["listed"], got
+    assert any("'folder-base'" in s and "folder of this machine" in s and "ZOO_BASES" in s for s in got["skipped"]), got
+    allowed = catalogue(ZOO_BASES=f" {tiny_bert} ")  # the operator's word: only these bases, folders included
+    assert "folder-base" in allowed["listed"] and "hub-base" not in allowed["listed"], allowed
+    assert any("'hub-base'" in s and "not one of the bases this server loads" in s for s in allowed["skipped"]), allowed
+    bad = subprocess.run([sys.executable, "-c", CATALOGUE], env={**env, "ZOO_BASES": "../etc"}, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode != 0 and "ZOO_BASES: base model '../etc'" in bad.stderr, bad.stderr

@@ -192,7 +192,8 @@ def test_a_recipe_file_with_nan_is_a_one_line_error(tmp_path):
     ("generation.top_p=1.5", "generation.top_p must be in (0, 1]"),
     ("generation.top_k=-1", "generation.top_k must be >= 0"),
     ("generation.max_new_tokens=0", "generation.max_new_tokens must be in [1, 1048576]"),
-    ("generation.num_beams=0", "generation.num_beams must be >= 1"),
+    ("generation.num_beams=0", "generation.num_beams must be in [1, 8]"),
+    ("generation.num_beams=9", "generation.num_beams must be in [1, 8]"),
     ("generation.repetition_penalty=-1", "generation.repetition_penalty must be > 0"),
 ])
 def test_out_of_range_is_refused_by_name(assignment, message):

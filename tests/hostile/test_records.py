@@ -80,6 +80,9 @@ def test_a_classifier_needs_labels_and_a_free_text_entry_may_have_none():
     ({"template": "{text}"}, [{"text": 1, "output": "b"}], "map field names to texts"),
     ({"template": "{text}"}, [{"text": "a", "output": "b"}] * 65, "at most 64"),
     (None, [{"text": "a", "output": "b"}], "prompt must be an object"),
+    # loaded, then a KeyError at every request (and, in the Space, for every causal entry asked with it)
+    ({"template": "{text}", "template_no_input": "{secret}"}, [], "template_no_input uses field.*secret"),
+    ({"template": "{instruction} {input}"}, [{"instruction": "a", "output": "b"}], "examples.0. must hold"),
 ])
 def test_a_prompt_or_example_that_is_not_plain_is_refused(prompt, examples, message):
     with pytest.raises(UnsafeAdapter, match=message):
@@ -92,6 +95,9 @@ def test_the_zoo_s_own_prompts_pass():
     assert prompt_problem({"template": ALPACA, "template_no_input": ALPACA_NO_INPUT, "chat": True, "system": None,
                            "shots": 0, "answer_prefix": ""}, []) is None
     assert AdapterRecord.from_dict(CAUSAL).examples == ({"text": "fine", "output": "positive"},)
+    # Alpaca's: an example without an input is formatted with template_no_input
+    assert prompt_problem({"template": ALPACA, "template_no_input": ALPACA_NO_INPUT},
+                          [{"instruction": "a", "output": "b"}]) is None
     assert fields_of("{instruction}\n\n{input} {{literal}}") == ["instruction", "input"]
 
 

@@ -118,6 +118,9 @@ MAX_LABELS = 10_000  # far beyond any task's label set; each label is a column o
 _REQUIRED = ("name", "base_model", "task", "method", "labels", "weights")
 
 
+MAX_SWEEP_POINTS = 1000  # trainings in one grid: the report draws a cell for each (the zoo's own sweeps have 9 and 12)
+
+
 def _sweep_ok(v) -> bool:
     """A sweep point as zoo.Sweep writes it: names printable, values plain JSON scalars, the point on the grid."""
     scalar = lambda x: x is None or isinstance(x, (bool, int, str)) or isinstance(x, float) and math.isfinite(x)  # noqa: E731
@@ -126,6 +129,7 @@ def _sweep_ok(v) -> bool:
         return False
     grid_ok = all(shown_text(k) and isinstance(vals, list) and 0 < len(vals) <= 100 and all(map(scalar, vals))
                   for k, vals in v["grid"].items())
+    grid_ok = grid_ok and math.prod(len(vals) for vals in v["grid"].values()) <= MAX_SWEEP_POINTS
     return grid_ok and set(v["point"]) == set(v["grid"]) and all(scalar(x) for x in v["point"].values())
 
 
@@ -238,6 +242,9 @@ class AdapterRecord:
              f"an integer from 1 to {MAX_LENGTH_LIMIT}")
         for key in ("metrics", "baseline", "efficiency", "recipe", "versions", "generation", "fingerprint"):
             need(key, lambda v: isinstance(v, dict), "an object")
+        for key in ("metrics", "baseline"):  # every listing, the Space and the report read a split's figures
+            need(key, lambda v: all(isinstance(x, dict) for x in v.values()),
+                 "an object of objects (a split or baseline -> its figures)")
         for key in ("prompt", "verbalizer"):
             need(key, lambda v: v is None or isinstance(v, dict), "an object or null")
         for key in ("examples", "samples", "history"):

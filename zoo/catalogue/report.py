@@ -21,6 +21,7 @@ from pathlib import Path
 
 import matplotlib
 
+from zoo.artifact.record import MAX_SWEEP_POINTS
 from zoo.catalogue.table import LOWER_IS_BETTER, Row, markdown, task_tables, to_csv
 from zoo.errors import ZooError
 from zoo.hub.local import base_slug
@@ -217,7 +218,12 @@ def write_report(listing: list[dict], out: str | Path, *, task: str | None = Non
             written.append(png)
             lines += [f"![{name}: {metric} against trainable parameters](results/{png.name})", ""]
         for family, points in sweeps(rows).items():
-            keys, _ = _grid(points)
+            keys, values = _grid(points)
+            cells = math.prod(len(v) for v in values.values())
+            if cells > MAX_SWEEP_POINTS:  # records of one family may each declare their own grid: the union is drawn
+                lines += [f"### Sweep {family}", "", f"{len(points)} published points; their grids together have "
+                          f"{cells:,} points, more than a table or heat map shows ({MAX_SWEEP_POINTS:,}).", ""]
+                continue
             lines += [f"### Sweep {family}", "", f"{len(points)} published points over {', '.join(f'`{k}`' for k in keys)}; "
                       f"validation {metric} of each:", "", sweep_table(points)]
             heat = folder / f"{task_slug(family)}-heatmap.png"

@@ -31,6 +31,9 @@ from zoo.errors import RecipeError, ZooError
 MIN_TEMPERATURE = 0.01  # below it sampling is greedy in all but name (a logit gap of 0.1 becomes a factor e**10);
 # far below it logits / temperature overflow (1e-300 made transformers' sampling fail on NaN probabilities)
 
+MAX_BEAMS = 8  # each beam is a sequence generated in the batch: a stranger's zoo.json with 2,000 would hold a server's
+# generation worker (and its memory) for every other user; summarization recipes use 4
+
 MAX_POSITIONS = 1 << 20  # no base has more positions (the adapter record's MAX_LENGTH_LIMIT): a bigger count is a typo
 
 
@@ -111,7 +114,8 @@ class GenerationArgs:
     max_new_tokens: int = field(default=64, metadata={"help": "tokens generated at most per answer",
                                                       "range": f"[1, {MAX_POSITIONS}]"})
     do_sample: bool = field(default=False, metadata={"help": "sample (with temperature/top_p/top_k) instead of greedy/beam"})
-    num_beams: int = field(default=1, metadata={"help": "beam search width; 1: greedy or sampling", "range": ">= 1"})
+    num_beams: int = field(default=1, metadata={"help": "beam search width; 1: greedy or sampling",
+                                                "range": f"[1, {MAX_BEAMS}]"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with do_sample); below 0.01 the "
                                                       "logits / temperature overflow: use do_sample=false for greedy",
                                                       "range": f">= {MIN_TEMPERATURE}"})

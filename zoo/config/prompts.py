@@ -58,6 +58,11 @@ class PromptFormat:
                     fields_of(value)
                 except ValueError as e:
                     raise RecipeError(f"prompt.{name} is not a valid format string: {e}") from None
+        if self.template_no_input is not None:  # used when the input is empty: its fields must be the template's
+            extra = sorted(set(fields_of(self.template_no_input)) - set(fields_of(self.template)))
+            if extra:
+                raise RecipeError(f"prompt.template_no_input uses field(s) {extra} that prompt.template does not; it "
+                                  "is the template without the input field, so every input fills it too")
         if not isinstance(self.shots, int) or self.shots < 0:
             raise RecipeError(f"prompt.shots must be an integer >= 0, got {self.shots!r}")
 
@@ -113,7 +118,8 @@ def prompt_problem(fmt, examples) -> Optional[str]:
         return str(e)
     if len(examples) > MAX_EXAMPLES:
         return f"{len(examples)} examples; at most {MAX_EXAMPLES}"
-    need = {n for n in names if n != "input"} | {"output"}
+    # each example is formatted as an input: 'input' may be left out only where template_no_input replaces it
+    need = {n for n in names if n != "input" or not fmt.get("template_no_input")} | {"output"}
     for i, ex in enumerate(examples):
         if not isinstance(ex, dict) or not need <= set(ex):
             return f"examples[{i}] must hold the prompt's fields {sorted(need)}"

@@ -24,9 +24,18 @@ from zoo.catalogue.table import Row, row_of
 from zoo.config.generation import check_generation, resolve_settings
 from zoo.config.prompts import answer, render_inputs
 from zoo.data.bases import LEGACY_IDS
-from zoo.demo.entries import MAX_CHARS, MAX_ID_CHARS, SEP, Entry, check_max_new_tokens, check_text, entry_of
+from zoo.demo.entries import (
+    MAX_CHARS,
+    MAX_ID_CHARS,
+    SEP,
+    Entry,
+    check_max_new_tokens,
+    check_text,
+    entry_of,
+    served_settings,
+)
 from zoo.errors import BadInput, EntryFailed, EntryNotFound, UnsafeAdapter, ZooError
-from zoo.hub.backends import get_hub
+from zoo.hub.backends import allowed_bases, get_hub, listed_base_problem
 from zoo.serve.batching import Coalescer
 from zoo.serve.loading import load
 from zoo.serve.registry import AdapterHandle, shared_registries
@@ -37,12 +46,16 @@ class Catalogue:
     """The entries published on a hub, and their models, loaded on first use and kept.
 
     ``hub``: "local", "hf" or a backend of ``zoo.hub`` (default: the Hub when a token is configured).
+    ``bases``: the bases its entries may load (``zoo.hub.backends.allowed_bases``; default ``ZOO_BASES``, and when
+    that is not set any Hub id, and folders of this machine only from the local hub).
     """
 
-    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS, strict: bool = True, coalesce: bool = True):
+    def __init__(self, hub=None, *, max_chars: int = MAX_CHARS, strict: bool = True, coalesce: bool = True,
+                 bases: Optional[str] = None):
 
         self.backend = hub if hasattr(hub, "list") else get_hub(hub)
         self.max_chars = max_chars
+        self.allowed = allowed_bases(bases)
         # concurrent requests to classifiers of one base run as one mixed batch (zoo.serve.batching); bench/space.py measures it
         self.coalesce = coalesce
         self.problem: Optional[str] = None  # why the last listing failed (strict=False keeps serving what it had)
@@ -73,8 +86,12 @@ class Catalogue:
         found, self.skipped = [], []
         for row in rows:
             try:
-                found.append(entry_of(row))
-            except (UnsafeAdapter, KeyError, TypeError) as e:  # one stranger's odd card must not hide the rest
+                entry = entry_of(row)
+                problem = listed_base_problem(entry.base, self.backend, self.allowed)
+                if problem:
+                    raise UnsafeAdapter(f"adapter {entry.name!r}: its base {entry.base[:120]!r} {problem}")
+                found.append(entry)
+            except (UnsafeAdapter, KeyError, TypeError, ValueError, AttributeError) as e:  # one odd card must not hide the rest
                 self.skipped.append(str(e) if isinstance(e, UnsafeAdapter) else f"malformed listing row ({e!r})")
                 log.warning("catalogue: skipped %s", self.skipped[-1])
         found.sort(key=lambda e: (e.task, e.base, e.method, e.name))
@@ -310,6 +327,7 @@ class Catalogue:
             with serial:
                 if not causal:
                     return [_classified(p) for p in model.predict(items)], len(items)
+                settings = _held(settings, model.record)
                 texts = model.generate(items, **settings)  # streamed whole once done (zoo.server)
                 prompts = render_inputs(model.record.prompt, model.record.examples, model.tokenizer, items)
                 limit = resolve_settings(model.record.generation, settings)["max_new_tokens"]
@@ -328,13 +346,14 @@ class Catalogue:
             return [_classified(p) for p in zoo.predict(items, adapters=names)], len(items)
         prompts = [render_inputs(m.record.prompt, m.record.examples, zoo.tokenizer, [x])[0] for m, x in zip(models, items)]
         eos = _eos_ids(zoo)
-        resolved = [resolve_settings(m.record.generation, settings) for m in models]
+        held = [_held(settings, m.record) for m in models]
+        resolved = [resolve_settings(m.record.generation, h) for m, h in zip(models, held)]
         tokens = [_Tokens(streams.get(i), counting=r["num_beams"] == 1, eos=eos) for (i, _, _), r in zip(members, resolved)]
+        rows = list(zip(names, prompts, tokens, held))
         if self.coalesce:  # one call for these rows and other users' of the moment (a generate per distinct settings)
-            texts, batch = self._generation_coalescer(zoo).submit([(n, p, t, settings) for n, p, t in
-                                                                  zip(names, prompts, tokens)])
+            texts, batch = self._generation_coalescer(zoo).submit(rows)
         else:
-            texts, batch = _generate(zoo, settings, list(zip(names, prompts, tokens))), len(prompts)
+            texts, batch = _generate_mixed(zoo, rows), len(prompts)
         out = []
         for m, prompt, text, t, r in zip(models, prompts, texts, tokens, resolved):
             limit = r["max_new_tokens"]
@@ -426,6 +445,16 @@ def _unload(model) -> None:
 def _eos_ids(zoo) -> set[int]:
     eos = getattr(zoo.model.generation_config, "eos_token_id", None)
     return set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+
+
+def _held(settings: dict, record) -> dict:
+    """A request's settings for one entry: as sent, or with max_new_tokens when the entry's own (its zoo.json)
+    would generate longer than a request may ask (``served_settings``); unchanged otherwise, so that entries with
+    their own settings still share one generate call."""
+    held = served_settings(record, settings)["max_new_tokens"]
+    if resolve_settings(record.generation, settings)["max_new_tokens"] == held:
+        return settings
+    return {**settings, "max_new_tokens": held}
 
 
 def _generate(zoo, settings: dict, rows: list) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Optional
 
 from zoo.artifact.card import headline_metric
 from zoo.artifact.record import check_identity
+from zoo.config.generation import resolve_settings
 from zoo.data.bases import canonical_base
 from zoo.data.tasks import TASKS
 from zoo.errors import BadInput, UnsafeAdapter
@@ -137,6 +138,23 @@ def check_text(value, what: str, *, max_chars: int = MAX_CHARS, required: bool =
     if required and not value.strip():
         raise BadInput(f"{what} is empty: type something first")
     return value.strip()
+
+
+def served_settings(record, settings: dict) -> dict:
+    """A request's generation settings for one entry, resolved over the entry's own (its zoo.json, a stranger's
+    word): the entry's max_new_tokens is held to ``MAX_NEW_TOKENS`` when the request leaves it to the entry, so a
+    record cannot make one request generate longer than any client may ask for.
+
+        >>> from types import SimpleNamespace
+        >>> served_settings(SimpleNamespace(generation={"max_new_tokens": 8000}), {})["max_new_tokens"]
+        256
+        >>> served_settings(SimpleNamespace(generation={"max_new_tokens": 8000}), {"max_new_tokens": 9})["max_new_tokens"]
+        9
+    """
+    resolved = resolve_settings(record.generation, settings)
+    if resolved["max_new_tokens"] > MAX_NEW_TOKENS and "max_new_tokens" not in settings:
+        resolved["max_new_tokens"] = MAX_NEW_TOKENS
+    return resolved
 
 
 def check_max_new_tokens(value) -> int | None:

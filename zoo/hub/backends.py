@@ -36,7 +36,7 @@ from zoo.artifact.record import (
 )
 from zoo.data.bases import canonical_base, legacy_ids, same_base
 from zoo.data.endpoint import hub_endpoint, hub_reachable
-from zoo.data.ids import base_problem, check, name_problem, repo_problem, revision_problem, shown_text
+from zoo.data.ids import base_problem, check, is_local_path, name_problem, repo_problem, revision_problem, shown_text
 from zoo.data.untrusted import finite
 from zoo.errors import AdapterBaseMismatch, AdapterNotFound, BadInput, HubError, UnsafeAdapter, ZooError
 from zoo.hub.local import LocalHub
@@ -56,6 +56,38 @@ def weights_limit(base_bytes: int | None) -> int | None:
         (True, None)
     """
     return None if not base_bytes else 2 * base_bytes + MAX_SIDE_FILE_BYTES
+
+
+def allowed_bases(spec: str | None = None) -> frozenset[str] | None:
+    """The bases a server or Space may load for the entries a hub lists (``ZOO_BASES``: Hub ids or absolute folders,
+    comma-separated; either spelling of a legacy id), or None when not set: any Hub id, and, from a listing on the
+    Hub, no folder of this machine (``listed_base_problem``). Checked once, when the catalogue is made.
+
+        >>> sorted(allowed_bases("roberta-large, /srv/models/mine"))
+        ['/srv/models/mine', 'FacebookAI/roberta-large']
+        >>> allowed_bases("") is None
+        True
+    """
+    spec = os.environ.get("ZOO_BASES", "") if spec is None else spec
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    for name in names:
+        check(base_problem(name), "ZOO_BASES: base model", name, BadInput)
+    return frozenset(canonical_base(name) for name in names) or None
+
+
+def listed_base_problem(base: str, backend, allowed: frozenset[str] | None) -> str | None:
+    """Why a hub listing's entry may not make this machine load its base, or None. A listing is a stranger's word
+    on the Hub: a card naming ``/srv/models/private`` would have a Space or server load (and answer with) a model
+    its operator never published. With ``allowed`` (``allowed_bases``) only those bases; without, Hub ids only,
+    unless the listing is the local hub (this machine's own adapters)."""
+    if allowed is not None:
+        if canonical_base(base) in allowed:
+            return None
+        return "is not one of the bases this server loads (ZOO_BASES)"
+    if is_local_path(base) and getattr(backend, "kind", None) != "local":
+        return ("is a folder of this machine, named by a listing on the Hub: a Hub catalogue loads Hub bases only "
+                "(its operator may allow folders with ZOO_BASES)")
+    return None
 
 
 def _one_format_bytes(sizes: dict[str, int]) -> int | None:

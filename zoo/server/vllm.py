@@ -20,17 +20,21 @@ only; serve the base from a separate engine.
 
 from __future__ import annotations
 
+import logging
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from zoo.artifact.record import read_record
-from zoo.config.generation import resolve_settings
+from zoo.demo.entries import served_settings
 from zoo.data.bases import canonical_base
 from zoo.data.sources import resolve_model
 from zoo.data.untrusted import read_json
 from zoo.errors import ZooError
+from zoo.hub.backends import allowed_bases, listed_base_problem
+
+log = logging.getLogger("zoo.server.vllm")
 
 # the projections vLLM's LoRA layers adapt in decoder models (Llama, SmolLM2, Mistral, Qwen, GPT-2's fused ones)
 VLLM_LORA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
@@ -129,7 +133,7 @@ def _lora_refusal(config: dict) -> Optional[str]:
 def sampling(record, overrides: Optional[dict] = None) -> dict:
     """The entry's zoo.json generation settings (``overrides`` first: a request's own) as vLLM's (OpenAI)
     sampling parameters."""
-    s = resolve_settings(record.generation, overrides or {})
+    s = served_settings(record, overrides or {})
     if s["num_beams"] != 1:
         raise ZooError(f"{record.name} generates with beam search (num_beams {s['num_beams']}); vLLM's OpenAI "
                        "server samples")
@@ -144,11 +148,16 @@ def sampling(record, overrides: Optional[dict] = None) -> dict:
 def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
     """A plan per base with causal entries on ``backend`` (a zoo.hub backend), ``base`` only if given."""
     by_base: dict[str, VllmPlan] = {}
+    allowed = allowed_bases()
     for row in backend.list():
         if row.get("task_type") != "CAUSAL_LM":
             continue
         b = canonical_base(row["base_model"])
         if base and b != canonical_base(base):
+            continue
+        problem = listed_base_problem(b, backend, allowed)
+        if problem:  # vLLM would start on it: a stranger's listing does not choose this machine's models
+            log.warning("vLLM: %s left out: its base %r %s", row["name"], b[:120], problem)
             continue
         plan = by_base.get(b)
         if plan is None:
