@@ -253,3 +253,25 @@ def test_an_entry_s_own_max_new_tokens_is_held_to_what_a_request_may_ask(space_c
     asked = cat.answer_rows([(long, item_for(long))], settings={"max_new_tokens": 5}, strict=True)[0]
     assert asked["completion_tokens"] <= 5
     assert zoo.load(long.base, adapter="alpaca-long", hub=cat.backend).record.generation["max_new_tokens"] == 900
+
+
+def test_fully_fine_tuned_entries_are_held_to_a_bound_least_recently_used_first_out(space_cat, space_backend, tmp_path):
+    """Each fully fine-tuned entry is a model of its own (adapters share a base, and the registry evicts them): a
+    listing with many of them filled memory one first use at a time. The catalogue holds ``max_whole_models``."""
+    entry = space_cat.get("sst2-full")
+    hub = LocalHub(tmp_path / "hub")
+    for name in ("sst2-full-a", "sst2-full-b", "sst2-full-c"):
+        folder = tmp_path / name
+        shutil.copytree(space_backend.find(entry.base, entry.key), folder)
+        meta = json.loads((folder / "zoo.json").read_text())
+        (folder / "zoo.json").write_text(json.dumps({**meta, "name": name}))
+        hub.push(folder)
+    cat = Catalogue(LocalBackend(hub), max_whole_models=2)
+    want = space_cat.answer("sst2-full", TEXT)["scores"]
+    for name, held in (("sst2-full-a", ["sst2-full-a"]), ("sst2-full-b", ["sst2-full-a", "sst2-full-b"]),
+                       ("sst2-full-a", ["sst2-full-a", "sst2-full-b"]),  # a is now the most recent: b goes next
+                       ("sst2-full-c", ["sst2-full-a", "sst2-full-c"]), ("sst2-full-b", ["sst2-full-b", "sst2-full-c"])):
+        assert cat.answer(name, TEXT)["scores"] == want, name
+        assert [i.split("::")[-1] for i in cat.loaded()["whole_models"]] == held, name
+    rows = cat.answer_many([cat.get(n).id for n in ("sst2-full-a", "sst2-full-b", "sst2-full-c")], TEXT)
+    assert [r["scores"] for r in rows] == [want] * 3 and len(cat.loaded()["whole_models"]) == 2, rows

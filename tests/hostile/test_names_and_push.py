@@ -419,3 +419,57 @@ def test_a_hub_listing_cannot_make_a_catalogue_load_a_folder_of_this_machine(hub
     bad = subprocess.run([sys.executable, "-c", CATALOGUE], env={**env, "ZOO_BASES": "../etc"}, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode != 0 and "ZOO_BASES: base model '../etc'" in bad.stderr, bad.stderr
+
+
+ANSWER = ("import json, sys; from zoo.demo.catalogue import Catalogue\n"
+          "cat = Catalogue('hf'); out = {}\n"
+          "for name in sys.argv[1:]:\n"
+          "    try:\n"
+          "        out[name] = cat.answer(name, 'a gripping film')['label']\n"
+          "    except Exception as e:\n"
+          "        out[name] = f'{type(e).__name__}: {e}'\n"
+          "out['held'] = cat._base_bytes\n"
+          "print(json.dumps(out))")
+
+
+def test_a_hub_listing_s_bases_load_from_safetensors_within_a_budget(adapter, hub_server, tmp_path, tiny_bert):
+    """Without ZOO_BASES any Hub id a stranger's card named as its base was downloaded on its entry's first use and
+    kept in memory (shared bases are never unloaded): a 70B base, twenty bases, or a base in pickle (.bin) only.
+    Now a listing's base is measured from its Hub listing before a byte comes down: model.safetensors (or its
+    index) required, and all such bases together within ZOO_BASES_GIB; a failed load gives its share back."""
+    env = _hf_env(hub_server, tmp_path)
+    _upload(tiny_bert, "carol/tiny-base", env)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(tiny_bert / "config.json", pickled / "config.json")
+    (pickled / "pytorch_model.bin").write_bytes(b"\0" * 1024)
+    (pickled / "weights.safetensors").write_bytes(b"\0" * 1024)  # not the name transformers loads: .bin would be
+    _upload(pickled, "carol/pickled-base", env)
+    for name, base in (("fine", "carol/tiny-base"), ("pickled", "carol/pickled-base"), ("nowhere", "carol/no-base")):
+        folder = copy_as(adapter, tmp_path / f"entry-{name}", base_model=base, name=name)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        (folder / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": base}))
+        (folder / "README.md").write_text(f"---\ntags: [adapter-zoo]\nbase_model: {base}\nzoo:\n  name: {name}\n"
+                                          "  task: glue/sst2\n  method: lora\n---\n")
+        _upload(folder, f"alice/{name}", env)
+    size = (tiny_bert / "model.safetensors").stat().st_size
+
+    def answer(*names, **extra):
+        proc = subprocess.run([sys.executable, "-c", ANSWER, *names], env={**env, **extra}, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    got = answer("nowhere", "pickled", "fine")
+    assert got["fine"] in LABELS, got
+    assert list(got["held"]) == ["carol/tiny-base"], (got, "the failed ones gave their share back")
+    assert size < got["held"]["carol/tiny-base"] < size + (1 << 20), got  # the weights, config and vocabulary
+    assert "EntryFailed" in got["pickled"] and "no model.safetensors" in got["pickled"], got
+    assert "EntryFailed" in got["nowhere"] and "could not be listed" in got["nowhere"], got
+    small = answer("fine", ZOO_BASES_GIB=str(size / 2 / 2**30))
+    assert "EntryFailed" in small["fine"] and "ZOO_BASES_GIB" in small["fine"] and small["held"] == {}, small
+    allowed = answer("fine", ZOO_BASES="carol/tiny-base", ZOO_BASES_GIB=str(size / 2 / 2**30))  # the operator's list
+    assert allowed["fine"] in LABELS and allowed["held"] == {}, allowed
+    bad = subprocess.run([sys.executable, "-c", ANSWER], env={**env, "ZOO_BASES_GIB": "nan"}, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode != 0 and "ZOO_BASES_GIB: 'nan' is not a number of GiB" in bad.stderr, bad.stderr

@@ -23,7 +23,7 @@ from zoo.artifact.record import AdapterRecord
 from zoo.catalogue.table import Row, row_of
 from zoo.config.generation import check_generation, resolve_settings
 from zoo.config.prompts import answer, render_inputs
-from zoo.data.bases import LEGACY_IDS
+from zoo.data.bases import LEGACY_IDS, canonical_base, same_base
 from zoo.demo.entries import (
     MAX_CHARS,
     MAX_ID_CHARS,
@@ -35,27 +35,35 @@ from zoo.demo.entries import (
     served_settings,
 )
 from zoo.errors import BadInput, EntryFailed, EntryNotFound, UnsafeAdapter, ZooError
-from zoo.hub.backends import allowed_bases, get_hub, listed_base_problem
+from zoo.hub.backends import allowed_bases, get_hub, listed_base_problem, listed_bases_budget
 from zoo.serve.batching import Coalescer
 from zoo.serve.loading import load
 from zoo.serve.registry import AdapterHandle, shared_registries
 
 log = logging.getLogger("zoo.demo.catalogue")
+# fully fine-tuned entries kept in memory at once, least recently used unloaded first: unlike adapters (which share a
+# base and which the registry evicts), each is a whole model, and a listing may hold any number of them
+MAX_WHOLE_MODELS = 4
 
 class Catalogue:
     """The entries published on a hub, and their models, loaded on first use and kept.
 
     ``hub``: "local", "hf" or a backend of ``zoo.hub`` (default: the Hub when a token is configured).
+    ``max_whole_models``: fully fine-tuned entries held at once (least recently used unloaded first).
     ``bases``: the bases its entries may load (``zoo.hub.backends.allowed_bases``; default ``ZOO_BASES``, and when
-    that is not set any Hub id, and folders of this machine only from the local hub).
+    that is not set any Hub id in safetensors within ``ZOO_BASES_GIB`` for all of them together, and folders of
+    this machine only from the local hub).
     """
 
     def __init__(self, hub=None, *, max_chars: int = MAX_CHARS, strict: bool = True, coalesce: bool = True,
-                 bases: Optional[str] = None):
+                 bases: Optional[str] = None, max_whole_models: int = MAX_WHOLE_MODELS):
 
         self.backend = hub if hasattr(hub, "list") else get_hub(hub)
         self.max_chars = max_chars
         self.allowed = allowed_bases(bases)
+        self.max_whole_models = max(1, int(max_whole_models))
+        self.budget = listed_bases_budget()  # bytes of Hub bases a listing may bring in (without ZOO_BASES)
+        self._base_bytes: dict[str, int] = {}  # Hub bases admitted for a listing's entries -> their bytes
         # concurrent requests to classifiers of one base run as one mixed batch (zoo.serve.batching); bench/space.py measures it
         self.coalesce = coalesce
         self.problem: Optional[str] = None  # why the last listing failed (strict=False keeps serving what it had)
@@ -195,6 +203,7 @@ class Catalogue:
         key = (entry.id, entry.revision)
         with self._lock:
             if key in self._models:
+                self._models[key] = self._models.pop(key)  # most recently used last (whole models go oldest first)
                 return self._models[key]
             gate = self._gates.setdefault(entry.id, threading.Lock())
         with gate:
@@ -202,17 +211,59 @@ class Catalogue:
                 if key in self._models:
                     return self._models[key]
 
+            admitted = False
             try:
+                admitted = self._admit_base(entry.base)
                 model = load(entry.base, adapter=entry.key, hub=self.backend)
             except ZooError as e:
+                self._release_base(entry.base, admitted)
                 raise EntryFailed(f"{entry.name} could not be loaded: {e}") from None
             except Exception as e:  # a stranger's adapter may break in ways nobody listed; keep serving the rest
+                self._release_base(entry.base, admitted)
                 log.exception("loading %s failed", entry.id)
                 raise EntryFailed(f"{entry.name} could not be loaded ({type(e).__name__}: {str(e)[:300]})") from None
             with self._lock:
                 self._models = {k: v for k, v in self._models.items() if k[0] != entry.id}  # an older revision goes
                 self._models[key] = model
+                whole = [k for k, m in self._models.items() if not isinstance(m, AdapterHandle)]
+                for k in whole[:max(0, len(whole) - self.max_whole_models)]:  # each a model of its own: a bound
+                    del self._models[k]  # requests under way keep their copy; loaded again on next use
+                    log.info("catalogue: %s unloaded (%d whole models at most)", k[0], self.max_whole_models)
             return model
+
+    def _admit_base(self, base: str) -> bool:
+        """Whether ``base`` was admitted now for a Hub listing's entry (False: no admission needed, or already in).
+
+        A shared base stays in memory once loaded, and a listing is a stranger's word: without ``ZOO_BASES`` (the
+        operator's list) a base of a Hub listing is loaded only in safetensors and while all such bases together
+        stay within ``ZOO_BASES_GIB``, measured from the Hub's listing before a byte is downloaded. Raises
+        UnsafeAdapter (the entry is refused; the others keep serving)."""
+        if self.allowed is not None or getattr(self.backend, "kind", None) == "local":
+            return False
+        base = canonical_base(base)
+        with self._lock:
+            if base in self._base_bytes:
+                return False
+        size = self.backend.listed_base_bytes(base)
+        with self._lock:
+            if base in self._base_bytes:
+                return False
+            held = sum(self._base_bytes.values())
+            if held + size > self.budget:
+                raise UnsafeAdapter(
+                    f"its base {base!r} needs {size / 2**30:.2f} GiB and the bases this catalogue holds for the Hub's "
+                    f"listing take {held / 2**30:.2f} of {self.budget / 2**30:.2f} GiB (ZOO_BASES_GIB); an operator "
+                    "may raise it, or name the bases to serve with ZOO_BASES")
+            self._base_bytes[base] = size
+        return True
+
+    def _release_base(self, base: str, admitted: bool) -> None:
+        """Give back what ``_admit_base`` counted when that base's first load failed and nothing holds it: a
+        stranger's broken entries may not use up the budget of the bases that do load."""
+        base = canonical_base(base)
+        if admitted and not any(same_base(z.base, base) for z in shared_registries()):
+            with self._lock:
+                self._base_bytes.pop(base, None)
 
     def loaded(self) -> dict:
         """What is in memory: each shared base with its resident adapters, and the whole models."""

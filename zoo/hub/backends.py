@@ -45,6 +45,8 @@ CAUSAL_PIPELINES = ("text-generation", "summarization")  # cards written before 
 MAX_SIDE_FILE_BYTES = 16 << 20  # zoo.json, adapter_config.json, the card, its plots, a tokenizer's vocabulary
 DISK_HEADROOM_BYTES = 1 << 30   # a pull leaves at least this much free on the cache's disk
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".gguf")
+_UNFETCHED_SUFFIXES = tuple(x for x in _WEIGHT_SUFFIXES if x != ".safetensors") + (".onnx", ".ot", ".tflite")
+LISTED_BASES_GIB = 8.0  # default ZOO_BASES_GIB: MiniLM, SmolLM2-135M, roberta-large and a 1.7B model fit together
 
 
 def weights_limit(base_bytes: int | None) -> int | None:
@@ -88,6 +90,26 @@ def listed_base_problem(base: str, backend, allowed: frozenset[str] | None) -> s
         return ("is a folder of this machine, named by a listing on the Hub: a Hub catalogue loads Hub bases only "
                 "(its operator may allow folders with ZOO_BASES)")
     return None
+
+
+def listed_bases_budget(spec: str | None = None) -> int:
+    """The bytes of base weights that entries of a Hub listing may bring into memory, all their bases together, when
+    ``ZOO_BASES`` is not set (``ZOO_BASES_GIB``, GiB, default ``LISTED_BASES_GIB``): shared bases stay resident, so
+    a stranger's cards naming many or huge bases must not fill the machine. Checked once, when the catalogue is made.
+
+        >>> listed_bases_budget("0.5"), listed_bases_budget("") == int(LISTED_BASES_GIB * 2**30)
+        (536870912, True)
+    """
+    spec = (os.environ.get("ZOO_BASES_GIB", "") if spec is None else spec).strip()
+    if not spec:
+        return int(LISTED_BASES_GIB * 2**30)
+    try:
+        gib = float(spec)
+    except ValueError:
+        gib = float("nan")
+    if not 0 < gib <= 1 << 20:  # NaN and inf fail too
+        raise BadInput(f"ZOO_BASES_GIB: {spec[:40]!r} is not a number of GiB above 0 (e.g. 8)")
+    return int(gib * 2**30)
 
 
 def _one_format_bytes(sizes: dict[str, int]) -> int | None:
@@ -450,6 +472,25 @@ class HFHub:
                                       recursive=False) if isinstance(e, RepoFile)})
         except Exception:  # noqa: BLE001 - a base we cannot list (gated, renamed, offline): no base-relative bound
             return None
+
+    def listed_base_bytes(self, base: str) -> int:
+        """The bytes that loading ``base``, a Hub id that a listing (a stranger's card) names, can bring down, read
+        from its repo's listing before anything is downloaded: every file but the other formats' weights, which
+        transformers does not fetch when the safetensors ones are there. Raises UnsafeAdapter when its weights are
+        not in safetensors under transformers' own names (a stranger does not choose a pickle for this machine to
+        open) or its repo cannot be listed (gated, missing)."""
+        from huggingface_hub.hf_api import RepoFile
+        repo = canonical_base(base)
+        try:
+            files = {e.path: e.size or 0 for e in self.api.list_repo_tree(repo, recursive=True)
+                     if isinstance(e, RepoFile)}
+        except Exception as e:  # noqa: BLE001 - gated, missing, unreachable: nothing to measure, nothing loaded
+            raise UnsafeAdapter(f"its base {repo!r} could not be listed on {self.describe()} "
+                                f"({type(e).__name__}), so its size is unknown") from None
+        if not {"model.safetensors", "model.safetensors.index.json"} & set(files):
+            raise UnsafeAdapter(f"its base {repo!r} has no model.safetensors: a base named by a Hub listing is loaded "
+                                "from safetensors only (an operator may allow it with ZOO_BASES)")
+        return sum(v for k, v in files.items() if not k.endswith(_UNFETCHED_SUFFIXES))
 
     def _check_weights_size(self, repo_id: str, base: str | None, weights: str, size: int, folder: Path) -> None:
         """Refuse, before a byte of it is fetched, a weights file larger than its base can need (``weights_limit``)

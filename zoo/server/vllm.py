@@ -31,8 +31,8 @@ from zoo.demo.entries import served_settings
 from zoo.data.bases import canonical_base
 from zoo.data.sources import resolve_model
 from zoo.data.untrusted import read_json
-from zoo.errors import ZooError
-from zoo.hub.backends import allowed_bases, listed_base_problem
+from zoo.errors import UnsafeAdapter, ZooError
+from zoo.hub.backends import allowed_bases, listed_base_problem, listed_bases_budget
 
 log = logging.getLogger("zoo.server.vllm")
 
@@ -149,6 +149,9 @@ def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
     """A plan per base with causal entries on ``backend`` (a zoo.hub backend), ``base`` only if given."""
     by_base: dict[str, VllmPlan] = {}
     allowed = allowed_bases()
+    # a Hub listing's bases without ZOO_BASES: safetensors only, all within ZOO_BASES_GIB (as zoo.demo.catalogue)
+    budget = listed_bases_budget() if allowed is None and getattr(backend, "kind", None) != "local" else None
+    held, refused_bases = 0, set()
     for row in backend.list():
         if row.get("task_type") != "CAUSAL_LM":
             continue
@@ -159,7 +162,20 @@ def plans(backend, *, base: Optional[str] = None) -> list[VllmPlan]:
         if problem:  # vLLM would start on it: a stranger's listing does not choose this machine's models
             log.warning("vLLM: %s left out: its base %r %s", row["name"], b[:120], problem)
             continue
+        if b in refused_bases:
+            continue
         plan = by_base.get(b)
+        if plan is None and budget is not None:
+            try:
+                size = backend.listed_base_bytes(b)
+                if held + size > budget:
+                    raise UnsafeAdapter(f"its base {b!r} needs {size / 2**30:.2f} GiB, over what is left of the "
+                                        f"{budget / 2**30:.2f} GiB for a Hub listing's bases (ZOO_BASES_GIB)")
+            except UnsafeAdapter as e:
+                log.warning("vLLM: the entries of %r left out: %s", b[:120], e)
+                refused_bases.add(b)
+                continue
+            held += size
         if plan is None:
             plan = by_base[b] = VllmPlan(base=b, model=resolve_model(b).path)
         name = row["name"]
